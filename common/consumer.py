@@ -1,0 +1,298 @@
+"""A Kafka consumer loop that commits only after the side effect.
+
+`KafkaWorker` polls with confluent-kafka, hands each event to an async handler and
+commits, per partition, the highest offset below which every event is finished.
+Events of one *lane* (for example one conversation) run one at a time and in order;
+different lanes run concurrently up to `max_in_flight`, so one slow tenant does not stall
+the others. When the handler raises:
+
+- `InvalidEvent`: the original bytes go to the topic's dead-letter topic with the reason,
+  the event counts as done;
+- anything else: retried with capped exponential backoff, holding its lane (and so its
+  offset) until it succeeds; nothing is acknowledged silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from common.errors import InvalidEvent
+from common.kafka import EventProducer
+from common.settings import Settings
+from common.telemetry import CONSUMER_LAG, DEAD_LETTERS, EVENTS_PROCESSED
+from common.topics import Topic
+from schemas import codec
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Event"], Awaitable[None]]
+LaneOf = Callable[["Event"], str]
+
+
+@dataclass
+class Event:
+    """One consumed record: decoded value plus where it came from."""
+
+    topic: Topic
+    partition: int
+    offset: int
+    key: bytes | None
+    raw: bytes
+    value: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Partition:
+    in_flight: set[int] = field(default_factory=set)
+    high: int = -1  # highest offset handed out
+    committed: int = -1  # next offset already committed
+
+
+class KafkaWorker:
+    """Consume `topics` as group `group`, running `handler` per event."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stage: str,
+        group: str,
+        topics: list[Topic],
+        handler: Handler,
+        producer: EventProducer,
+        lane_of: LaneOf | None = None,
+        max_in_flight: int = 256,
+        retry_cap_s: float = 30.0,
+        **consumer_config: Any,
+    ) -> None:
+        self.stage = stage
+        self._settings = settings
+        self._topics = {settings.topic(t.value): t for t in topics}
+        self._handler = handler
+        self._producer = producer
+        self._lane_of = lane_of or (lambda e: f"{e.partition}")
+        self._max_in_flight = max_in_flight
+        self._retry_cap = retry_cap_s
+        self._group = settings.group(group)
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": self._group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 1000,
+                "partition.assignment.strategy": "cooperative-sticky",
+                **consumer_config,
+            }
+        )
+        self._parts: dict[tuple[str, int], _Partition] = defaultdict(_Partition)
+        self._lanes: dict[str, asyncio.Queue[Event]] = {}
+        self._lane_tasks: dict[str, asyncio.Task[None]] = {}
+        self._in_flight = 0
+        self._paused = False
+        self._stopping = asyncio.Event()
+        self.processed = 0
+
+    async def run(self) -> None:
+        """Consume until `stop()`; then finish in-flight events, commit and close."""
+        loop = asyncio.get_running_loop()
+        self._consumer.subscribe(list(self._topics), on_revoke=self._on_revoke)
+        last_commit = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                self._apply_backpressure()
+                msgs = await loop.run_in_executor(None, self._consumer.consume, 500, 0.2)
+                for msg in msgs:
+                    self._dispatch(msg)
+                if time.monotonic() - last_commit > 0.2:
+                    self._commit()
+                    last_commit = time.monotonic()
+            await self._drain()
+            self._commit(asynchronous=False)
+        finally:
+            for task in self._lane_tasks.values():
+                task.cancel()
+            await loop.run_in_executor(None, self._consumer.close)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def _dispatch(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("%s: consumer error %s", self.stage, err)
+            return
+        name = msg.topic() or ""
+        topic = self._topics[name]
+        event = Event(topic, msg.partition() or 0, msg.offset() or 0, msg.key(), msg.value() or b"")
+        part = self._parts[(name, event.partition)]
+        part.in_flight.add(event.offset)
+        part.high = max(part.high, event.offset)
+        self._in_flight += 1
+        try:
+            event.value = codec.decode(event.raw, expect=topic.schema)
+            lane = self._lane_of(event)
+        except (codec.CodecError, KeyError, TypeError) as err:
+            lane = f"invalid:{event.partition}"
+            event.value = {"__invalid__": str(err)}
+        queue = self._lanes.get(lane)
+        if queue is None:
+            queue = self._lanes[lane] = asyncio.Queue()
+            self._lane_tasks[lane] = asyncio.create_task(self._run_lane(lane, queue))
+        queue.put_nowait(event)
+
+    async def _run_lane(self, lane: str, queue: asyncio.Queue[Event]) -> None:
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout=30)
+            except TimeoutError:
+                if queue.empty():  # idle lane: forget it
+                    self._lanes.pop(lane, None)
+                    self._lane_tasks.pop(lane, None)
+                    return
+                continue
+            await self._process(event)
+            self._finish(event)
+
+    async def _process(self, event: Event) -> None:
+        attempt = 0
+        while True:
+            try:
+                if "__invalid__" in event.value:
+                    raise InvalidEvent(f"undecodable: {event.value['__invalid__']}")
+                await self._handler(event)
+                EVENTS_PROCESSED.labels(self.stage, "ok").inc()
+                return
+            except InvalidEvent as err:
+                await self._dead_letter(event, err.reason)
+                EVENTS_PROCESSED.labels(self.stage, "dead_letter").inc()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # retryable by default: never acknowledge a failure
+                attempt += 1
+                delay = min(self._retry_cap, 0.2 * 2 ** min(attempt, 10))
+                retry_after = getattr(err, "retry_after", None)
+                if isinstance(retry_after, int | float) and retry_after > 0:
+                    delay = max(delay, float(retry_after))
+                EVENTS_PROCESSED.labels(self.stage, "retry").inc()
+                log.warning(
+                    "%s: %s at %s[%d]@%d, retry %d in %.1fs",
+                    self.stage,
+                    type(err).__name__,
+                    event.topic.value,
+                    event.partition,
+                    event.offset,
+                    attempt,
+                    delay,
+                )
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                    raise asyncio.CancelledError  # shutting down: leave it uncommitted
+                except TimeoutError:
+                    continue
+
+    async def _dead_letter(self, event: Event, reason: str) -> None:
+        dlq = event.topic.dlq
+        DEAD_LETTERS.labels(self.stage, reason.split(":", 1)[0][:40]).inc()
+        log.error(
+            "%s: dead-letter %s[%d]@%d: %s",
+            self.stage,
+            event.topic.value,
+            event.partition,
+            event.offset,
+            reason,
+        )
+        if dlq is None:
+            return
+        record = {
+            "stage": self.stage,
+            "source_topic": event.topic.value,
+            "source_partition": event.partition,
+            "source_offset": event.offset,
+            "key": event.key,
+            "payload": event.raw,
+            "reason": reason,
+            "failed_at": int(time.time() * 1000),
+        }
+        key = (event.key or b"").decode("utf-8", "replace")
+        while True:  # the DLQ write is the side effect: retry until the broker has it
+            try:
+                await self._producer.send(dlq, key, record)
+                return
+            except Exception as err:
+                log.warning("%s: dead-letter write failed (%s), retrying", self.stage, err)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+                    raise asyncio.CancelledError
+                except TimeoutError:
+                    continue
+
+    def _finish(self, event: Event) -> None:
+        part = self._parts[(self._settings.topic(event.topic.value), event.partition)]
+        part.in_flight.discard(event.offset)
+        self._in_flight -= 1
+        self.processed += 1
+
+    # -- commits and flow control -------------------------------------------------------
+
+    def _commit(self, asynchronous: bool = True) -> None:
+        offsets = []
+        for (topic, partition), part in self._parts.items():
+            nxt = min(part.in_flight) if part.in_flight else part.high + 1
+            if nxt > part.committed and nxt > 0:
+                offsets.append(TopicPartition(topic, partition, nxt))
+                part.committed = nxt
+        if offsets:
+            try:
+                if asynchronous:
+                    self._consumer.commit(offsets=offsets, asynchronous=True)
+                else:
+                    self._consumer.commit(offsets=offsets, asynchronous=False)
+            except Exception as err:  # a later commit covers it
+                log.warning("%s: commit failed: %s", self.stage, err)
+        self._report_lag()
+
+    def _report_lag(self) -> None:
+        with contextlib.suppress(Exception):
+            for tp in self._consumer.assignment():
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                position = self._parts[(tp.topic, tp.partition)].high + 1
+                if high >= 0 and position > 0:
+                    CONSUMER_LAG.labels(self._group, tp.topic, str(tp.partition)).set(
+                        max(0, high - position)
+                    )
+
+    def _apply_backpressure(self) -> None:
+        assignment = self._consumer.assignment()
+        if not self._paused and self._in_flight >= self._max_in_flight and assignment:
+            self._consumer.pause(assignment)
+            self._paused = True
+        elif self._paused and self._in_flight < self._max_in_flight // 2:
+            self._consumer.resume(assignment)
+            self._paused = False
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Commit what is finished; unfinished events of these partitions will be
+        # redelivered to the new owner (handlers are idempotent by event id).
+        self._commit(asynchronous=False)
+        for tp in partitions:
+            self._parts.pop((tp.topic, tp.partition), None)
+
+    async def _drain(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self._in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)

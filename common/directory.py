@@ -1,0 +1,157 @@
+"""The tenant directory: who owns which bot, plan and gateway, held in memory.
+
+Loaded from PostgreSQL (the system of record) at start-up and reloaded whenever a
+`directory_changed` notification arrives (triggers on the routing tables), plus a slow
+periodic refresh as a safety net. Lookups never touch the database, so routing costs no
+round trip per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from common.db import connect
+from common.secrets import SecretBox
+from common.settings import Secret, Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TelegramBinding:
+    bot_id: str
+    secret_hash: bytes
+    bot_token: Secret
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    agent_id: str
+    status: str
+    plan_id: str | None
+    msg_limit: int | None
+    upgrade_to: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    gateway_url: str | None
+    gateway_token: Secret
+    gateway_agent_id: str | None
+    telegram: TelegramBinding | None
+
+
+_TENANTS_SQL = """
+SELECT t.id::text AS tenant_id, t.agent_id, t.status,
+       s.plan_id, p.msg_limit, p.upgrade_to, s.current_period_start, s.current_period_end,
+       g.base_url, g.token AS gateway_token, g.agent_id AS gateway_agent_id
+FROM tenants t
+LEFT JOIN subscriptions s ON s.tenant_id = t.id
+LEFT JOIN plans p ON p.id = s.plan_id
+LEFT JOIN tenant_gateways g ON g.tenant_id = t.id
+"""
+_TELEGRAM_SQL = """
+SELECT tenant_id::text AS tenant_id, external_id, secret_hash, credentials
+FROM channel_bindings WHERE channel = 'telegram'
+"""
+
+
+class Directory:
+    """In-memory routing table kept current from PostgreSQL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._box = SecretBox(settings)
+        self._tenants: dict[str, Tenant] = {}
+        self._by_bot: dict[str, Tenant] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.loaded = asyncio.Event()
+        self.version = 0
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self._tenants.get(tenant_id)
+
+    def by_telegram_bot(self, bot_id: str) -> Tenant | None:
+        return self._by_bot.get(bot_id)
+
+    def __len__(self) -> int:
+        return len(self._tenants)
+
+    async def reload(self) -> None:
+        """Read the whole directory in one transaction and swap it in."""
+        conn = await connect(self._settings)
+        try:
+            tenants_rows = await (await conn.execute(_TENANTS_SQL)).fetchall()
+            tg_rows = await (await conn.execute(_TELEGRAM_SQL)).fetchall()
+        finally:
+            await conn.close()
+        self._swap(tenants_rows, tg_rows)
+
+    def _swap(self, tenant_rows: list[dict[str, Any]], tg_rows: list[dict[str, Any]]) -> None:
+        telegram = {
+            r["tenant_id"]: TelegramBinding(
+                bot_id=r["external_id"],
+                secret_hash=bytes(r["secret_hash"] or b""),
+                bot_token=self._box.open(bytes(r["credentials"]))
+                if r["credentials"]
+                else Secret(""),
+            )
+            for r in tg_rows
+        }
+        tenants = {}
+        for r in tenant_rows:
+            token = r["gateway_token"]
+            tenants[r["tenant_id"]] = Tenant(
+                tenant_id=r["tenant_id"],
+                agent_id=r["agent_id"],
+                status=r["status"],
+                plan_id=r["plan_id"],
+                msg_limit=r["msg_limit"],
+                upgrade_to=r["upgrade_to"],
+                period_start=r["current_period_start"],
+                period_end=r["current_period_end"],
+                gateway_url=r["base_url"],
+                gateway_token=self._box.open(bytes(token)) if token else Secret(""),
+                gateway_agent_id=r["gateway_agent_id"],
+                telegram=telegram.get(r["tenant_id"]),
+            )
+        self._tenants = tenants
+        self._by_bot = {t.telegram.bot_id: t for t in tenants.values() if t.telegram}
+        self.version += 1
+        self.loaded.set()
+
+    async def start(self) -> None:
+        """Load once (raising if PostgreSQL is unreachable), then follow changes."""
+        await self.reload()
+        self._task = asyncio.create_task(self._follow(), name="directory-follow")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                conn = await connect(self._settings)
+                async with conn:
+                    await conn.execute("LISTEN directory_changed")
+                    await self.reload()  # catch what changed while we were not listening
+                    while True:
+                        got = False
+                        async for _n in conn.notifies(timeout=self._settings.directory_refresh_s):
+                            got = True
+                            break
+                        await self.reload()
+                        if got:
+                            log.debug("directory reloaded (v%d)", self.version)
+            except (psycopg.Error, OSError) as err:
+                log.warning("directory follow lost PostgreSQL (%s); retrying", err)
+                await asyncio.sleep(1.0)

@@ -1,0 +1,132 @@
+"""Typed, frozen settings read once from the environment.
+
+Every process builds one `Settings` with `Settings.from_env()` at start-up and passes it
+down; nothing else reads `os.environ`. Secrets are wrapped in `Secret` so that they never
+show up in a repr, a log line or a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; raised at start-up, never later."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A string that does not print itself."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self.value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+def _env_name(name: str) -> str:
+    return name.upper()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of every process; each field maps to the upper-cased environment name.
+
+    The README's settings table is generated from these docstring-like comments.
+    """
+
+    # Kafka bootstrap servers (host:port[,host:port]).
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Prefix prepended to every topic and consumer group name (test isolation, multi-env).
+    topic_prefix: str = ""
+    # Partitions per topic when the project creates its topics.
+    topic_partitions: int = 4
+    # Replication factor when the project creates its topics (1 on a single local broker).
+    topic_replication: int = 1
+    # PostgreSQL DSN; the system of record for tenants, plans, bindings and sessions.
+    database_url: str = "postgresql://openclaw@127.0.0.1:5432/openclaw"
+    # Address the webhook ingress listens on.
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = 8080
+    # Largest webhook body accepted, in bytes (larger: 413).
+    max_body_bytes: int = 256 * 1024
+    # Public base URL of the ingress, used to build webhook URLs for tenants.
+    public_base_url: str = "http://127.0.0.1:8080"
+    # Telegram Bot API base URL; tests and `make run` point it at a local stand-in.
+    telegram_api_base: str = "https://api.telegram.org"
+    # Seconds allowed for one gateway request (the gateway retries a failing model ~80 s).
+    gateway_timeout_s: float = 120.0
+    # Attempts per gateway request before the message goes to the dead-letter topic.
+    gateway_attempts: int = 3
+    # Parallel gateway requests per tenant (one per conversation at most).
+    gateway_concurrency_per_tenant: int = 4
+    # Seconds allowed for one Telegram API call.
+    telegram_timeout_s: float = 15.0
+    # Attempts per outbound Telegram call before dead-lettering.
+    sender_attempts: int = 5
+    # Port of the Prometheus /metrics endpoint of worker processes (0: do not serve).
+    metrics_port: int = 0
+    # Log level of every process.
+    log_level: str = "INFO"
+    # Directory for the Faust worker's local state (RocksDB tables).
+    streams_data_dir: str = ".state/streams"
+    # Faust table store: "rocksdb://" in production, "memory://" in tests.
+    streams_store: str = "rocksdb://"
+    # Seconds between directory refreshes when LISTEN/NOTIFY is silent (safety net).
+    directory_refresh_s: float = 30.0
+    # Key for encrypting secrets at rest (base64, 32 bytes); empty in development.
+    secrets_key: Secret = field(default_factory=lambda: Secret(""))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from `env` (default `os.environ`), then apply `overrides`."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = source.get(_env_name(f.name))
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except TypeError as err:  # unknown override
+            raise SettingsError(str(err)) from err
+
+    def topic(self, name: str) -> str:
+        """The physical topic name for a logical one."""
+        return f"{self.topic_prefix}{name}"
+
+    def group(self, name: str) -> str:
+        """The consumer group id for a logical consumer name."""
+        return f"{self.topic_prefix}openclaw-saas.{name}"
+
+    def __post_init__(self) -> None:
+        if self.topic_partitions < 1:
+            raise SettingsError("TOPIC_PARTITIONS must be >= 1")
+        if self.max_body_bytes < 1024:
+            raise SettingsError("MAX_BODY_BYTES must be >= 1024")
+        if self.gateway_attempts < 1 or self.sender_attempts < 1:
+            raise SettingsError("GATEWAY_ATTEMPTS and SENDER_ATTEMPTS must be >= 1")
+
+
+def _parse(name: str, annotation: Any, raw: str) -> Any:
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Secret":
+            return Secret(raw)
+    except ValueError as err:
+        raise SettingsError(f"{_env_name(name)}={raw!r} is not a valid {kind}") from err
+    return raw

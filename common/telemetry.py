@@ -1,0 +1,80 @@
+"""Logging set-up and the one registry of metric names.
+
+Every metric the project exports is defined here, named by Prometheus conventions
+(`_total`, `_seconds`, base units) with low-cardinality labels only: channel, plan,
+outcome, reason, stage, topic. Tenant ids are never labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Plain line logs on stderr; messages never carry secrets (they are `Secret`s)."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    for noisy in ("aiokafka", "faust.transport", "mode", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def serve_metrics(port: int) -> None:
+    """Serve /metrics on 127.0.0.1:`port` (0 means: do not serve)."""
+    if port:
+        start_http_server(port, addr="127.0.0.1")
+
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# ingress
+INGRESS_REQUESTS = Counter(
+    "ingress_requests_total", "Webhook requests by channel and outcome", ["channel", "outcome"]
+)
+INGRESS_REJECTIONS = Counter(
+    "ingress_rejections_total",
+    "Webhook requests refused, by channel and reason",
+    ["channel", "reason"],
+)
+INGRESS_DUPLICATES = Counter(
+    "ingress_duplicates_total", "Updates seen again and acknowledged without producing", ["channel"]
+)
+# kafka
+KAFKA_PRODUCE_SECONDS = Histogram(
+    "kafka_produce_seconds", "Time from produce to broker ack", ["topic"], buckets=LATENCY_BUCKETS
+)
+KAFKA_PRODUCE_ERRORS = Counter(
+    "kafka_produce_errors_total", "Produce attempts the broker did not acknowledge", ["topic"]
+)
+CONSUMER_LAG = Gauge(
+    "kafka_consumer_lag_messages", "High watermark minus position", ["group", "topic", "partition"]
+)
+DEAD_LETTERS = Counter(
+    "dead_letters_total", "Events sent to a dead-letter topic", ["stage", "reason"]
+)
+EVENTS_PROCESSED = Counter(
+    "stage_events_total", "Events a stage finished, by outcome", ["stage", "outcome"]
+)
+# metering
+QUOTA_DECISIONS = Counter(
+    "quota_decisions_total", "Metering decisions by plan and decision", ["plan", "decision"]
+)
+# bridge
+GATEWAY_SECONDS = Histogram(
+    "gateway_request_seconds",
+    "OpenClaw gateway request latency",
+    ["outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+GATEWAY_ERRORS = Counter("gateway_errors_total", "Gateway failures by kind", ["kind"])
+# senders
+CHANNEL_SENDS = Counter(
+    "channel_sends_total", "Outbound sends to a channel API by outcome", ["channel", "outcome"]
+)
+# postgres
+PG_WRITE_SECONDS = Histogram(
+    "postgres_write_seconds", "PostgreSQL write latency", ["table"], buckets=LATENCY_BUCKETS
+)
