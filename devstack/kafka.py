@@ -288,6 +288,9 @@ class KafkaBroker:
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
+            # a killed broker re-registers only after its old session expires (default 9 s)
+            "broker.session.timeout.ms=4000",
+            "broker.heartbeat.interval.ms=1000",
             "num.network.threads=2",
             "num.io.threads=2",
             "num.recovery.threads.per.data.dir=1",

@@ -1,0 +1,48 @@
+# Self-documenting: `make help` lists the targets with their `##` comments.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NETNS := scripts/in-netns.sh
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup fetch lint fmt typecheck test test-unit run clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@scripts/setup-system.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) fetch ## install system tools, the venv, Kafka jars, OpenClaw (idempotent)
+
+fetch: $(STAMP) ## fetch Kafka (Maven Central) and OpenClaw + Node 24 (npm) into the cache
+	$(BIN)/python -m devstack fetch
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP) ## mypy --strict
+	$(BIN)/mypy .
+
+test-unit: $(STAMP) ## unit tests only (no servers)
+	$(BIN)/pytest -m 'not integration and not slow'
+
+test: setup lint typecheck ## set up, lint, typecheck, then every test on the real Kafka, PostgreSQL and OpenClaw
+	$(NETNS) $(BIN)/pytest
+
+run: setup ## set up and run the whole pipeline locally (Ctrl-C stops it)
+	$(NETNS) $(BIN)/openclaw-saas dev --fresh
+
+clean: ## remove local state (not the download cache)
+	rm -rf .state

@@ -1,0 +1,171 @@
+"""`openclaw-saas`: the one command operators and developers use.
+
+    openclaw-saas migrate                      apply PostgreSQL migrations
+    openclaw-saas topics create                create the Kafka topics of schemas/topics.yaml
+    openclaw-saas tenant create ...            create a tenant (prints JSON, incl. webhook)
+    openclaw-saas tenant list                  list tenants (JSON, no secrets)
+    openclaw-saas run SERVICE                  run one service in the foreground
+    openclaw-saas dev                          the whole local stack (what `make run` does)
+
+Every setting comes from the environment (README, "Settings").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from common.settings import Settings, SettingsError
+from common.telemetry import setup_logging
+
+SERVICES = ("ingress", "streams", "forwarder", "delivery")
+
+
+def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from control.migrate import migrate
+
+    applied = migrate(settings.database_url)
+    print(json.dumps({"applied": applied}))
+    return 0
+
+
+def _cmd_topics(settings: Settings, _args: argparse.Namespace) -> int:
+    from common.kafka import ensure_topics
+
+    print(json.dumps({"created": ensure_topics(settings)}))
+    return 0
+
+
+def _cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int:
+    from control.tenants import NewTenant, TenantError, create_tenant
+
+    try:
+        out = create_tenant(
+            settings,
+            NewTenant(
+                name=args.name,
+                plan=args.plan,
+                owner_email=args.owner_email,
+                telegram_bot_token=args.telegram_bot_token,
+                gateway_url=args.gateway_url,
+                gateway_token=args.gateway_token,
+                agent_id=args.agent_id,
+            ),
+        )
+    except TenantError as err:
+        print(json.dumps({"error": str(err)}), file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _cmd_tenant_list(settings: Settings, _args: argparse.Namespace) -> int:
+    from control.tenants import list_tenants
+
+    print(json.dumps(list_tenants(settings), indent=2, default=str))
+    return 0
+
+
+def _service(name: str) -> Callable[[Settings], Coroutine[Any, Any, None]]:
+    if name == "ingress":
+        from ingress.main import run as run_ingress
+
+        return run_ingress
+    if name == "streams":
+        from streams.main import run as run_streams
+
+        return run_streams
+    if name == "forwarder":
+        from agents_bridge.main import run_forwarder
+
+        return run_forwarder
+    from agents_bridge.main import run_delivery
+
+    return run_delivery
+
+
+def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(_service(args.service)(settings))
+    return 0
+
+
+def _cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from control.devrun import run_dev
+
+    return run_dev(settings, state_dir=args.state_dir, fresh=args.fresh)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openclaw-saas",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("migrate", help="apply pending PostgreSQL migrations (DATABASE_URL)")
+    p.set_defaults(func=_cmd_migrate)
+
+    p = sub.add_parser("topics", help="Kafka topics")
+    tsub = p.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    tsub.add_parser("create", help="create missing topics (KAFKA_BOOTSTRAP, TOPIC_PARTITIONS)")
+    p.set_defaults(func=_cmd_topics)
+
+    p = sub.add_parser("tenant", help="tenant administration")
+    tsub = p.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
+    c = tsub.add_parser(
+        "create",
+        help="create a tenant; prints it as JSON with its webhook URL and secret token",
+    )
+    c.add_argument("--name", required=True, help="display name")
+    c.add_argument("--plan", default="individual", help="plan id: individual|business|enterprise")
+    c.add_argument("--owner-email", required=True)
+    c.add_argument("--telegram-bot-token", help="the tenant's bot token from @BotFather")
+    c.add_argument("--gateway-url", required=True, help="the tenant's OpenClaw gateway base URL")
+    c.add_argument("--gateway-token", required=True, help="the gateway's bearer token")
+    c.add_argument("--agent-id", help="OpenClaw agent id (default: derived from the name)")
+    c.set_defaults(func=_cmd_tenant_create)
+    ls = tsub.add_parser("list", help="list tenants as JSON (no secrets)")
+    ls.set_defaults(func=_cmd_tenant_list)
+
+    p = sub.add_parser("run", help="run one service in the foreground until SIGINT/SIGTERM")
+    p.add_argument(
+        "service",
+        choices=SERVICES,
+        help="ingress: webhooks -> Kafka; streams: Faust metering + session-sync; "
+        "forwarder: admitted -> OpenClaw gateway; delivery: replies -> channels",
+    )
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "dev",
+        help="start Kafka, PostgreSQL, an OpenClaw gateway, a Telegram stand-in and every "
+        "service, create a demo tenant and print a curl to try (what `make run` does)",
+    )
+    p.add_argument("--state-dir", default=".state/dev", help="where the local servers keep data")
+    p.add_argument("--fresh", action="store_true", help="wipe the state dir first")
+    p.set_defaults(func=_cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as err:
+        print(f"openclaw-saas: {err}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        result: int = args.func(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
