@@ -101,6 +101,14 @@ class Settings:
         except TypeError as err:  # unknown override
             raise SettingsError(str(err)) from err
 
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes `from_env` rebuild these settings (child processes)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[_env_name(f.name)] = value.value if isinstance(value, Secret) else str(value)
+        return out
+
     def topic(self, name: str) -> str:
         """The physical topic name for a logical one."""
         return f"{self.topic_prefix}{name}"

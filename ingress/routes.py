@@ -1,0 +1,39 @@
+"""The one route table, plus the probes and the metrics endpoint."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from ingress.telegram import telegram_webhook
+from ingress.typedefs import DIRECTORY, LIFECYCLE
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/webhooks/telegram/{bot_id}", telegram_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Liveness: the event loop answers."""
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the directory is loaded, the producer open and we are not shutting down."""
+    lifecycle = request.app[LIFECYCLE]
+    checks = {
+        "directory": request.app[DIRECTORY].loaded.is_set(),
+        "producer": lifecycle.producer_open,
+        "accepting": not lifecycle.stopping,
+    }
+    ready = all(checks.values())
+    return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+
+
+async def metrics(_request: web.Request) -> web.Response:
+    return web.Response(
+        body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

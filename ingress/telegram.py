@@ -1,0 +1,112 @@
+"""POST /webhooks/telegram/{bot_id}: verify → normalise → produce to messages.inbound → 200.
+
+The order matters: the bot must be known and the secret token right before the body is
+even read; the update is acknowledged only after the broker acknowledged the event.
+Tenants that are suspended or deleted still have their messages produced: metering
+decides what happens to them (held, not forwarded), and Telegram must not pile up retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+
+from common.errors import KafkaUnavailable
+from common.telemetry import INGRESS_DUPLICATES, INGRESS_REJECTIONS, INGRESS_REQUESTS
+from common.topics import Topic
+from ingress.middlewares import ApiError
+from ingress.normalize import CHANNEL, Ignored, MalformedUpdate, normalize, parse_update
+from ingress.signatures import TELEGRAM_SECRET_HEADER, telegram_secret_ok
+from ingress.typedefs import DIRECTORY, PRODUCER, RECENT_UPDATES, SETTINGS
+
+log = logging.getLogger(__name__)
+
+# Telegram waits 60 s for an answer; the broker must acknowledge well within that.
+SEND_TIMEOUT_S = 10.0
+# Seconds a client should wait after a 503 (Telegram retries on its own schedule anyway).
+RETRY_AFTER_S = 5
+_BOT_ID = re.compile(r"[0-9]{1,20}")
+
+Outcome = str  # an INGRESS_REQUESTS outcome label
+
+
+async def telegram_webhook(request: web.Request) -> web.Response:
+    """Count every outcome once, whatever it is; errors become JSON in the middleware."""
+    try:
+        outcome, body = await _handle(request)
+    except ApiError as err:
+        INGRESS_REQUESTS.labels(CHANNEL, err.outcome).inc()
+        if err.outcome == "rejected":
+            INGRESS_REJECTIONS.labels(CHANNEL, err.code).inc()
+        raise
+    except Exception:
+        INGRESS_REQUESTS.labels(CHANNEL, "error").inc()
+        raise
+    INGRESS_REQUESTS.labels(CHANNEL, outcome).inc()
+    return web.json_response(body)
+
+
+async def _handle(request: web.Request) -> tuple[Outcome, dict[str, Any]]:
+    app = request.app
+    directory = app[DIRECTORY]
+    if not directory.loaded.is_set():
+        raise _unavailable("not_ready", "tenant directory not loaded yet")
+
+    bot_id = request.match_info["bot_id"]
+    tenant = directory.by_telegram_bot(bot_id) if _BOT_ID.fullmatch(bot_id) else None
+    binding = tenant.telegram if tenant is not None else None
+    if tenant is None or binding is None:
+        raise ApiError(404, "unknown_bot", "no tenant owns this bot")
+    if not telegram_secret_ok(request.headers.get(TELEGRAM_SECRET_HEADER), binding.secret_hash):
+        raise ApiError(401, "bad_secret", "missing or wrong secret token")
+
+    try:
+        update = parse_update(await _read_body(request))
+    except MalformedUpdate as err:
+        raise ApiError(400, "malformed", err.reason) from err
+
+    recent = app[RECENT_UPDATES]
+    key = (bot_id, update.update_id)
+    if key in recent:
+        INGRESS_DUPLICATES.labels(CHANNEL).inc()
+        return "duplicate", {"ok": True, "duplicate": True}
+
+    record = normalize(
+        update,
+        bot_id=bot_id,
+        tenant_id=tenant.tenant_id,
+        received_at_ms=time.time_ns() // 1_000_000,
+    )
+    if isinstance(record, Ignored):
+        log.debug("telegram update %s:%s ignored: %s", bot_id, update.update_id, record.reason)
+        return "ignored", {"ok": True, "ignored": record.reason}
+
+    try:
+        await app[PRODUCER].send(Topic.INBOUND, tenant.tenant_id, record, timeout=SEND_TIMEOUT_S)
+    except KafkaUnavailable as err:
+        log.warning("telegram update %s not produced: %s", record["event_id"], err.reason)
+        raise _unavailable("kafka_unavailable", "event store unavailable, retry later") from err
+    recent.add(key)
+    log.debug("produced %s for tenant %s", record["event_id"], tenant.tenant_id)
+    return "accepted", {"ok": True}
+
+
+async def _read_body(request: web.Request) -> bytes:
+    limit = request.app[SETTINGS].max_body_bytes
+    too_large = ApiError(413, "too_large", f"body exceeds {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as err:
+        raise too_large from err
+
+
+def _unavailable(code: str, message: str) -> ApiError:
+    return ApiError(
+        503, code, message, outcome="unavailable", headers={"Retry-After": str(RETRY_AFTER_S)}
+    )

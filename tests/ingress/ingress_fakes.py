@@ -1,0 +1,154 @@
+"""Fakes for the ingress tests: a producer that really encodes, a directory from dataclasses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from common.directory import TelegramBinding, Tenant
+from common.errors import KafkaUnavailable
+from common.secrets import token_hash
+from common.settings import Secret
+from common.topics import Topic
+from schemas import codec
+
+TENANT_A = "0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e"
+TENANT_B = "5d2e9a10-1f3b-4c6d-8e7f-9a0b1c2d3e4f"
+BOT_A, SECRET_A = "7000000001", "secret-a_0123456789"
+BOT_B, SECRET_B = "7000000002", "secret-b_9876543210"
+TENANT_S, BOT_S, SECRET_S = "c0ffee00-0000-4000-8000-000000000003", "7000000003", "secret-s"
+MAX_BODY = 4096
+
+
+@dataclass(frozen=True)
+class Sent:
+    topic: Topic
+    key: str
+    payload: bytes
+    timeout: float | None
+
+    def decoded(self) -> dict[str, Any]:
+        return codec.decode(self.payload, expect=self.topic.schema)
+
+
+class FakeProducer:
+    """Records what was sent, Avro-encoded like the real one; `down = True` fails sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+        self.down = False
+        self.attempts = 0
+        self.closed = False
+
+    async def send(
+        self,
+        topic: Topic,
+        key: str,
+        record: Mapping[str, Any],
+        *,
+        schema: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.attempts += 1
+        payload = codec.encode(schema or topic.schema, record)  # a schema mismatch fails here
+        if self.down:
+            raise KafkaUnavailable("fake broker is down")
+        self.sent.append(Sent(topic, key, payload, timeout))
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.closed = True
+
+
+class FakeDirectory:
+    """The lookups of `common.directory.Directory`, over a fixed list of tenants."""
+
+    def __init__(self, tenants: Iterable[Tenant], *, loaded: bool = True) -> None:
+        self._tenants = {t.tenant_id: t for t in tenants}
+        self._by_bot = {t.telegram.bot_id: t for t in self._tenants.values() if t.telegram}
+        self.loaded = asyncio.Event()
+        if loaded:
+            self.loaded.set()
+        self.started = False
+        self.stopped = False
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self._tenants.get(tenant_id)
+
+    def by_telegram_bot(self, bot_id: str) -> Tenant | None:
+        return self._by_bot.get(bot_id)
+
+    def __len__(self) -> int:
+        return len(self._tenants)
+
+    async def start(self) -> None:
+        self.started = True
+        self.loaded.set()
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+def make_tenant(tenant_id: str, bot_id: str, secret: str, *, status: str = "active") -> Tenant:
+    return Tenant(
+        tenant_id=tenant_id,
+        agent_id=f"agent-{tenant_id[:8]}",
+        status=status,
+        plan_id="individual",
+        msg_limit=1000,
+        upgrade_to="business",
+        period_start=None,
+        period_end=None,
+        gateway_url="http://127.0.0.1:18789",
+        gateway_token=Secret("gw-token"),
+        gateway_agent_id="main",
+        telegram=TelegramBinding(
+            bot_id=bot_id, secret_hash=token_hash(secret), bot_token=Secret(f"{bot_id}:AAtoken")
+        ),
+    )
+
+
+def text_update(
+    update_id: int = 100001,
+    *,
+    text: str = "hello",
+    chat_id: int = 8734062810,
+    user_id: int = 8734062810,
+    **message_extra: Any,
+) -> dict[str, Any]:
+    """A Telegram text-message update shaped like the Bot API's (research/protocols.md)."""
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": 1,
+            "date": 1735689600,
+            "text": text,
+            "from": {
+                "id": user_id,
+                "is_bot": False,
+                "first_name": "Ada",
+                "username": "ada",
+                "language_code": "en",
+            },
+            "chat": {"id": chat_id, "type": "private", "first_name": "Ada"},
+            **message_extra,
+        },
+    }
+
+
+class Metric:
+    """Reads a counter sample so tests can assert on deltas."""
+
+    def __init__(self, name: str, **labels: str) -> None:
+        self.name, self.labels = name, labels
+        self.start = self.now()
+
+    def now(self) -> float:
+        return REGISTRY.get_sample_value(self.name, self.labels) or 0.0
+
+    @property
+    def delta(self) -> float:
+        return self.now() - self.start
