@@ -60,7 +60,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        backoff = min(self.cap_s, self.base_s * 2 ** max(0, attempt - 1))
+        backoff = min(self.cap_s, self.base_s * 2.0 ** max(0, attempt - 1))
         backoff *= 1 + self.jitter * (2 * self.rand() - 1)
         if retry_after is not None and retry_after > 0:
             backoff = max(backoff, min(float(retry_after), self.max_retry_after_s))

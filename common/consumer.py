@@ -26,7 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from common.errors import InvalidEvent
-from common.kafka import EventProducer
+from common.kafka import EventSink
 from common.settings import Settings
 from common.telemetry import CONSUMER_LAG, DEAD_LETTERS, EVENTS_PROCESSED
 from common.topics import Topic
@@ -68,7 +68,7 @@ class KafkaWorker:
         group: str,
         topics: list[Topic],
         handler: Handler,
-        producer: EventProducer,
+        producer: EventSink,
         lane_of: LaneOf | None = None,
         max_in_flight: int = 256,
         retry_cap_s: float = 30.0,

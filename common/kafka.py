@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -23,6 +23,20 @@ from common.topics import Topic
 from schemas import codec
 
 log = logging.getLogger(__name__)
+
+
+class EventSink(Protocol):
+    """What a stage needs of a producer: `EventProducer` is one, test fakes are others."""
+
+    async def send(
+        self,
+        topic: Topic,
+        key: str,
+        record: Mapping[str, Any],
+        *,
+        schema: str | None = None,
+        timeout: float | None = None,
+    ) -> None: ...
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:

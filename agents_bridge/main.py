@@ -1,0 +1,90 @@
+"""Entry points of the bridge's two workers, each run until SIGTERM/SIGINT.
+
+- `run_forwarder(settings)`: messages.admitted → gateway → messages.outbound, session.events,
+  usage.records (`agents_bridge.forwarder`);
+- `run_delivery(settings)`: messages.outbound → Telegram (`agents_bridge.delivery`).
+
+On a signal the worker stops polling, finishes (drains) what is in flight, commits, and
+then the HTTP session, the directory and the producer (flushing) are closed in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+import aiohttp
+
+from agents_bridge import delivery, forwarder
+from agents_bridge.gateway_client import GatewayClient
+from agents_bridge.telegram_sender import TelegramSender
+from common.directory import Directory
+from common.kafka import EventProducer
+from common.settings import Settings
+from common.telemetry import serve_metrics, setup_logging
+
+log = logging.getLogger(__name__)
+
+
+class Stoppable(Protocol):
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+async def run_forwarder(settings: Settings) -> None:
+    """Run the forwarder worker until SIGTERM/SIGINT."""
+    async with _resources(settings) as (producer, directory, http):
+        handler = forwarder.Forwarder(
+            settings, producer=producer, directory=directory, gateway=GatewayClient(http, settings)
+        )
+        await run_until_signalled(forwarder.build_worker(settings, handler, producer))
+
+
+async def run_delivery(settings: Settings) -> None:
+    """Run the delivery worker until SIGTERM/SIGINT."""
+    async with _resources(settings) as (producer, directory, http):
+        handler = delivery.Delivery(
+            settings, directory=directory, telegram=TelegramSender(http, settings)
+        )
+        await run_until_signalled(delivery.build_worker(settings, handler, producer))
+
+
+async def run_until_signalled(worker: Stoppable) -> None:
+    """`worker.run()` with SIGTERM/SIGINT mapped to `worker.stop()` (graceful drain)."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def stop(sig: signal.Signals) -> None:
+        log.info("received %s: stopping after in-flight events", sig.name)
+        worker.stop()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        await worker.run()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+@asynccontextmanager
+async def _resources(
+    settings: Settings,
+) -> AsyncIterator[tuple[EventProducer, Directory, aiohttp.ClientSession]]:
+    setup_logging(settings.log_level)
+    serve_metrics(settings.metrics_port)
+    producer = EventProducer(settings)
+    directory = Directory(settings)
+    try:
+        await directory.start()
+        # No connector cap: the worker bounds in-flight requests (per lane and per tenant).
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            yield producer, directory, http
+    finally:
+        await directory.stop()
+        await asyncio.get_running_loop().run_in_executor(None, producer.close)

@@ -1,0 +1,146 @@
+"""Telegram Bot API `sendMessage`, with long texts split and every answer classified.
+
+- 200 `ok:true`: sent;
+- 429: `RetryableError` carrying `parameters.retry_after` (seconds Telegram asked us to wait);
+- 5xx, timeouts, connection errors: `RetryableError`;
+- any other 4xx (400 chat not found, 403 bot blocked, 401 revoked token): `InvalidEvent`.
+
+The bot token is part of the URL (`/bot<token>/sendMessage`). Neither the token nor that
+URL is ever logged or put into an error reason: aiohttp exceptions are reduced to their
+type and scrubbed of the token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import aiohttp
+
+from common.errors import InvalidEvent, RetryableError
+from common.settings import Secret, Settings
+from common.telemetry import CHANNEL_SENDS
+
+TELEGRAM_MAX_CHARS = 4096
+_SENTENCE_END = re.compile(r"[.!?…](?=\s)")
+
+
+def split_text(text: str, limit: int = TELEGRAM_MAX_CHARS) -> list[str]:
+    """Cut `text` into chunks of at most `limit` UTF-16 units (Telegram's count is no larger).
+
+    Cuts at the last paragraph break, else line break, else sentence end, else space that
+    keeps the chunk at least half full; a single word longer than `limit` is cut hard.
+    """
+    chunks = []
+    rest = text.strip()
+    while rest:
+        fit = _fit(rest, limit)
+        if fit == len(rest):
+            chunks.append(rest)
+            break
+        cut = _boundary(rest, fit)
+        chunks.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    return [c for c in chunks if c]
+
+
+def _fit(text: str, limit: int) -> int:
+    """The longest prefix (in code points) of `text` whose UTF-16 length is <= `limit`."""
+    units = 0
+    for i, ch in enumerate(text):
+        units += 2 if ord(ch) > 0xFFFF else 1
+        if units > limit:
+            return i
+    return len(text)
+
+
+def _boundary(text: str, fit: int) -> int:
+    window = text[:fit]
+    half = fit // 2
+    for sep in ("\n\n", "\n"):
+        at = window.rfind(sep)
+        if at >= half:
+            return at + len(sep)
+    ends = [m.end() for m in _SENTENCE_END.finditer(window)]
+    if ends and ends[-1] >= half:
+        return ends[-1]
+    at = max(window.rfind(" "), window.rfind("\t"))
+    if at > 0:
+        return at + 1
+    return fit
+
+
+class TelegramSender:
+    """Calls the Bot API at `settings.telegram_api_base` (a local stand-in in tests)."""
+
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+        self._session = session
+        self._base = settings.telegram_api_base.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=settings.telegram_timeout_s)
+
+    async def send_message(
+        self, token: Secret, chat_id: str, text: str, *, thread_id: str | None = None
+    ) -> int:
+        """Send one message (at most 4096 characters); returns Telegram's message_id."""
+        payload: dict[str, Any] = {"chat_id": _chat_id(chat_id), "text": text}
+        if thread_id and thread_id.lstrip("-").isdigit():
+            payload["message_thread_id"] = int(thread_id)
+        result = await self.call(token, "sendMessage", payload)
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        return message_id if isinstance(message_id, int) else 0
+
+    async def call(self, token: Secret, method: str, payload: dict[str, Any]) -> Any:
+        """One Bot API call; returns `result` or raises `RetryableError` / `InvalidEvent`."""
+        url = f"{self._base}/bot{token.value}/{method}"
+        try:
+            async with self._session.post(url, json=payload, timeout=self._timeout) as resp:
+                status = resp.status
+                raw = await resp.read()
+        # `from None` everywhere: an aiohttp cause may print the URL, and so the token.
+        except TimeoutError:
+            CHANNEL_SENDS.labels("telegram", "timeout").inc()
+            raise RetryableError("telegram_timeout") from None
+        except aiohttp.InvalidURL:
+            CHANNEL_SENDS.labels("telegram", "rejected").inc()
+            raise InvalidEvent("telegram_misconfigured: invalid API URL") from None
+        except aiohttp.ClientError as err:
+            CHANNEL_SENDS.labels("telegram", "connection").inc()
+            reason = _scrub(f"{type(err).__name__}: {err}", token)
+            raise RetryableError(f"telegram_connection: {reason}") from None
+        return _classify(status, raw, token)
+
+
+def _classify(status: int, raw: bytes, token: Secret) -> Any:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    if 200 <= status < 300 and body.get("ok") is True:
+        CHANNEL_SENDS.labels("telegram", "ok").inc()
+        return body.get("result")
+    description = _scrub(str(body.get("description") or f"HTTP {status}"), token)[:300]
+    raw_params = body.get("parameters")
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+    if status == 429:
+        CHANNEL_SENDS.labels("telegram", "rate_limited").inc()
+        retry_after = params.get("retry_after")
+        wait = float(retry_after) if isinstance(retry_after, int | float) else None
+        raise RetryableError(f"telegram_429: {description}", retry_after=wait)
+    if status >= 500 or status == 408 or 200 <= status < 300:
+        CHANNEL_SENDS.labels("telegram", "retryable").inc()
+        raise RetryableError(f"telegram_{status}: {description}")
+    CHANNEL_SENDS.labels("telegram", "rejected").inc()
+    if "migrate_to_chat_id" in params:
+        description += f" (group migrated to chat {params['migrate_to_chat_id']})"
+    raise InvalidEvent(f"telegram_{status}: {description}")
+
+
+def _chat_id(chat_id: str) -> int | str:
+    return int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id
+
+
+def _scrub(text: str, token: Secret) -> str:
+    return text.replace(token.value, "***") if token.value else text

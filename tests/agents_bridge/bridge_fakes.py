@@ -1,0 +1,236 @@
+"""Fakes for the bridge's unit tests: producer, directory, clock, and event builders."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agents_bridge.gateway_client import GatewayReply, GatewayTarget
+from common.consumer import Event
+from common.directory import TelegramBinding, Tenant
+from common.errors import KafkaUnavailable
+from common.settings import Secret
+from common.topics import Topic
+from schemas import codec
+
+GATEWAY_TOKEN = "gw-SECRET-token-0123456789"
+BOT_TOKEN = "123456:AAH-BOT-SECRET-abcdef"
+PERIOD_START = datetime(2026, 11, 1, tzinfo=UTC)
+PERIOD_END = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@dataclass
+class Sent:
+    topic: Topic
+    key: str
+    record: dict[str, Any]
+
+
+@dataclass
+class FakeProducer:
+    """Records sends after checking each record against its topic's schema."""
+
+    sent: list[Sent] = field(default_factory=list)
+    fail_next: int = 0
+    _changed: asyncio.Condition | None = None
+
+    async def send(
+        self,
+        topic: Topic,
+        key: str,
+        record: Mapping[str, Any],
+        *,
+        schema: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        codec.encode(schema or topic.schema, record)  # raises CodecError if it does not fit
+        await asyncio.sleep(0)
+        if self.fail_next:
+            self.fail_next -= 1
+            raise KafkaUnavailable("broker down (fake)")
+        self.sent.append(Sent(topic, key, dict(record)))
+        async with self._condition():
+            self._condition().notify_all()
+
+    def on(self, topic: Topic) -> list[dict[str, Any]]:
+        return [s.record for s in self.sent if s.topic == topic]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait (no polling) until `predicate()` holds after some send."""
+        cond = self._condition()
+        async with cond:
+            await asyncio.wait_for(cond.wait_for(predicate), timeout)
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+
+@dataclass
+class FakeDirectory:
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self.tenants.get(tenant_id)
+
+    def add(self, tenant: Tenant) -> Tenant:
+        self.tenants[tenant.tenant_id] = tenant
+        return tenant
+
+
+@dataclass
+class Call:
+    target: GatewayTarget
+    user: str
+    text: str
+
+
+@dataclass
+class FakeGateway:
+    """Answers "re: <text>"; a text listed in `gates` waits for its event first."""
+
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    errors: list[Exception] = field(default_factory=list)
+    reply: GatewayReply | None = None
+    calls: list[Call] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def complete(self, target: GatewayTarget, *, user: str, text: str) -> GatewayReply:
+        self.calls.append(Call(target, user, text))
+        await self._notify()
+        if text in self.gates:
+            await self.gates[text].wait()
+        if self.errors:
+            raise self.errors.pop(0)
+        self.done.append(text)
+        await self._notify()
+        return self.reply or GatewayReply(f"re: {text}", "chatcmpl_1", "openclaw/agent-t-1", 11, 7)
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    def started(self) -> list[str]:
+        return [c.text for c in self.calls]
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+@dataclass
+class FakeClock:
+    """A clock whose sleeps return at once and only advance the recorded time."""
+
+    now: float = 1000.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def tenant(
+    tenant_id: str = "t-1",
+    *,
+    gateway_url: str | None = "http://127.0.0.1:1",
+    gateway_token: str = GATEWAY_TOKEN,
+    gateway_agent_id: str | None = None,
+    bot_token: str | None = BOT_TOKEN,
+) -> Tenant:
+    telegram = (
+        TelegramBinding(bot_token.split(":")[0], secret_hash=b"", bot_token=Secret(bot_token))
+        if bot_token is not None
+        else None
+    )
+    return Tenant(
+        tenant_id=tenant_id,
+        agent_id=f"agent-{tenant_id}",
+        status="active",
+        plan_id="individual",
+        msg_limit=1000,
+        upgrade_to=None,
+        period_start=PERIOD_START,
+        period_end=PERIOD_END,
+        gateway_url=gateway_url,
+        gateway_token=Secret(gateway_token),
+        gateway_agent_id=gateway_agent_id,
+        telegram=telegram,
+    )
+
+
+def inbound(
+    event_id: str = "telegram:123456:1",
+    *,
+    tenant_id: str = "t-1",
+    channel: str = "telegram",
+    conversation_id: str = "42",
+    text: str = "hello",
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "tenant_id": tenant_id,
+        "channel": channel,
+        "conversation_id": conversation_id,
+        "sender_id": conversation_id,
+        "sender_name": "Alice",
+        "text": text,
+        "received_at": 1_795_000_000_000,
+        "channel_message_id": "1",
+        "reply_route": {"chat_id": conversation_id},
+    }
+
+
+def admitted_event(offset: int = 0, **inbound_fields: Any) -> Event:
+    """An Event as KafkaWorker hands it over: encoded, then decoded by the codec."""
+    record = {
+        "message": inbound(**inbound_fields),
+        "plan_id": "individual",
+        "period_start": int(PERIOD_START.timestamp() * 1000),
+        "period_end": int(PERIOD_END.timestamp() * 1000),
+        "count_in_period": 7,
+        "metered_at": 1_795_000_000_500,
+    }
+    return encoded_event(Topic.ADMITTED, record, offset)
+
+
+def outbound_event(
+    text: str = "the reply",
+    *,
+    event_id: str = "reply:telegram:123456:1",
+    tenant_id: str = "t-1",
+    channel: str = "telegram",
+    conversation_id: str = "42",
+    reply_route: dict[str, str] | None = None,
+    offset: int = 0,
+) -> Event:
+    record = {
+        "event_id": event_id,
+        "in_reply_to": event_id.removeprefix("reply:"),
+        "tenant_id": tenant_id,
+        "channel": channel,
+        "conversation_id": conversation_id,
+        "text": text,
+        "reply_route": {"chat_id": conversation_id} if reply_route is None else reply_route,
+        "agent_id": "agent-t-1",
+        "gateway_response_id": "chatcmpl_1",
+        "input_tokens": 11,
+        "output_tokens": 7,
+        "created_at": 1_795_000_001_000,
+    }
+    return encoded_event(Topic.OUTBOUND, record, offset)
+
+
+def encoded_event(topic: Topic, record: dict[str, Any], offset: int = 0) -> Event:
+    raw = codec.encode(topic.schema, record)
+    key = str(record.get("tenant_id") or record["message"]["tenant_id"]).encode()
+    return Event(topic, 0, offset, key, raw, codec.decode(raw, expect=topic.schema))
