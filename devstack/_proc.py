@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -87,7 +89,7 @@ def _failure(message: str, log: Path | None) -> str:
 def spawn(
     argv: list[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session (so a terminal Ctrl-C reaches only us), output to ``log``."""
+    """Start ``argv`` in a new session (a terminal Ctrl-C reaches only us), output to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -129,10 +131,8 @@ def kill_process(proc: subprocess.Popen[bytes]) -> None:
 
 def kill_group(pgid: int) -> None:
     """SIGKILL what is left in the process group ``pgid`` (one that :func:`spawn` created)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def rss_mib(pid: int, *, with_children: bool = True) -> float:
@@ -167,3 +167,22 @@ def _descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, bytes]:
+    """One plain HTTP request to ``127.0.0.1:port``; return (status, body)."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -88,7 +89,9 @@ def ensure_kafka_jars(cache: Path | None = None, *, quiet: bool = False) -> Path
     started = time.monotonic()
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise RuntimeError("mvn not found: run setup (apt-get install -y maven openjdk-17-jre-headless)")
+        raise RuntimeError(
+            "mvn not found: run setup (apt-get install -y maven openjdk-17-jre-headless)"
+        )
     proc = subprocess.run(
         [
             mvn,
@@ -105,7 +108,9 @@ def ensure_kafka_jars(cache: Path | None = None, *, quiet: bool = False) -> Path
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"mvn failed ({proc.returncode}):\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
+        raise RuntimeError(
+            f"mvn failed ({proc.returncode}):\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}"
+        )
     (partial / ".complete").write_text(KAFKA_VERSION + "\n")
     shutil.rmtree(libs, ignore_errors=True)
     partial.rename(libs)
@@ -150,6 +155,7 @@ class KafkaBroker:
         self.data_dir = self.base_dir / "data"
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_seconds: float | None = None
+        self._launched_at = 0.0
 
     @property
     def bootstrap(self) -> str:
@@ -188,6 +194,7 @@ class KafkaBroker:
         self._write_config()
         if not (self.data_dir / "meta.properties").exists():
             self._format()
+        self._launched_at = time.monotonic()
         self.proc = spawn(
             [*self._java(), "kafka.Kafka", str(self.base_dir / "server.properties")],
             log=self.log_path,
@@ -195,10 +202,9 @@ class KafkaBroker:
         )
 
     def wait_ready(self) -> float:
-        """Poll ``AdminClient.list_topics`` until a broker is listed; return seconds waited."""
+        """Poll ``AdminClient.list_topics`` until a broker is listed; return seconds since spawn."""
         if self.proc is None:
             raise StartupError("Kafka broker was not launched")
-        started = time.monotonic()
         admin = None
 
         def ready() -> bool:
@@ -209,7 +215,11 @@ class KafkaBroker:
                 from confluent_kafka.admin import AdminClient
 
                 admin = AdminClient(
-                    {"bootstrap.servers": self.bootstrap, "log_level": 0, "reconnect.backoff.max.ms": 500}
+                    {
+                        "bootstrap.servers": self.bootstrap,
+                        "log_level": 0,
+                        "reconnect.backoff.max.ms": 500,
+                    }
                 )
             try:
                 return len(admin.list_topics(timeout=2).brokers) > 0
@@ -223,7 +233,7 @@ class KafkaBroker:
             proc=self.proc,
             log=self.log_path,
         )
-        self.ready_seconds = time.monotonic() - started
+        self.ready_seconds = time.monotonic() - self._launched_at
         return self.ready_seconds
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -245,7 +255,9 @@ class KafkaBroker:
     def _java(self) -> list[str]:
         java = shutil.which("java")
         if java is None:
-            raise RuntimeError("java not found: run setup (apt-get install -y openjdk-17-jre-headless)")
+            raise RuntimeError(
+                "java not found: run setup (apt-get install -y openjdk-17-jre-headless)"
+            )
         return [
             java,
             *_JVM_FLAGS,
@@ -299,13 +311,21 @@ class KafkaBroker:
         return "\n".join(lines) + "\n"
 
     def _format(self) -> None:
+        """Format ``log.dirs``: ``--standalone`` (dynamic quorum), else static voters."""
+        proc = self._run_format()
+        if proc.returncode != 0 and self.standalone_format:
+            self.standalone_format = False
+            self._write_config()
+            proc = self._run_format()
+        if proc.returncode != 0:
+            raise StartupError(f"kafka StorageTool format failed:\n{proc.stdout}{proc.stderr}")
+
+    def _run_format(self) -> subprocess.CompletedProcess[str]:
         argv = [*self._java(), "kafka.tools.StorageTool", "format", "-t", random_cluster_id()]
         argv += ["-c", str(self.base_dir / "server.properties")]
         if self.standalone_format:
             argv.append("--standalone")
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=self.base_dir)
-        if proc.returncode != 0:
-            raise StartupError(f"kafka StorageTool format failed:\n{proc.stdout}{proc.stderr}")
+        return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=self.base_dir)
 
 
 def main() -> None:
@@ -313,10 +333,8 @@ def main() -> None:
     base = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("kafka-dev")
     with KafkaBroker(base) as broker:
         print(broker.bootstrap, flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ set -euo pipefail
 if [ "${OPENCLAW_SAAS_NO_NETNS:-}" = 1 ]; then exec "$@"; fi
 if unshare -n true 2>/dev/null; then
   exec unshare -n sh -c 'ip link set lo up && exec "$@"' sh "$@"
-elif unshare -rn true 2>/dev/null; then
-  exec unshare -rn sh -c 'ip link set lo up && exec "$@"' sh "$@"
 fi
 echo "in-netns: cannot create a network namespace here; running without isolation" >&2
 exec "$@"
