@@ -54,6 +54,7 @@ def _cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int:
                 gateway_url=args.gateway_url,
                 gateway_token=args.gateway_token,
                 agent_id=args.agent_id,
+                gateway_agent_id=args.gateway_agent_id,
             ),
         )
     except TenantError as err:
@@ -127,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--telegram-bot-token", help="the tenant's bot token from @BotFather")
     c.add_argument("--gateway-url", required=True, help="the tenant's OpenClaw gateway base URL")
     c.add_argument("--gateway-token", required=True, help="the gateway's bearer token")
-    c.add_argument("--agent-id", help="OpenClaw agent id (default: derived from the name)")
+    c.add_argument("--agent-id", help="the tenant's agent id (default: derived from the name)")
+    c.add_argument(
+        "--gateway-agent-id", help="agent id inside the gateway (default: the tenant's agent id)"
+    )
     c.set_defaults(func=_cmd_tenant_create)
     ls = tsub.add_parser("list", help="list tenants as JSON (no secrets)")
     ls.set_defaults(func=_cmd_tenant_list)

@@ -30,6 +30,8 @@ class NewTenant:
     gateway_url: str
     gateway_token: str
     agent_id: str | None = None
+    # The agent to address in the gateway; a shared pool gateway hosts many agents.
+    gateway_agent_id: str | None = None
 
 
 def bot_id_of(token: str) -> str:
@@ -84,7 +86,12 @@ def create_tenant(
         conn.execute(
             "INSERT INTO tenant_gateways (tenant_id, base_url, token, agent_id)"
             " VALUES (%s, %s, %s, %s)",
-            (tenant["id"], new.gateway_url.rstrip("/"), box.seal(new.gateway_token), agent_id),
+            (
+                tenant["id"],
+                new.gateway_url.rstrip("/"),
+                box.seal(new.gateway_token),
+                new.gateway_agent_id or agent_id,
+            ),
         )
         if bot_id and new.telegram_bot_token:
             try:
