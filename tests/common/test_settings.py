@@ -7,8 +7,13 @@ from common.settings import Secret, Settings, SettingsError
 
 def test_reads_typed_values_from_env() -> None:
     s = Settings.from_env(
-        {"KAFKA_BOOTSTRAP": "h:1", "TOPIC_PARTITIONS": "8", "GATEWAY_TIMEOUT_S": "2.5",
-         "SECRETS_KEY": "abc", "TOPIC_PREFIX": "t1."}
+        {
+            "KAFKA_BOOTSTRAP": "h:1",
+            "TOPIC_PARTITIONS": "8",
+            "GATEWAY_TIMEOUT_S": "2.5",
+            "SECRETS_KEY": "abc",
+            "TOPIC_PREFIX": "t1.",
+        }
     )
     assert (s.kafka_bootstrap, s.topic_partitions, s.gateway_timeout_s) == ("h:1", 8, 2.5)
     assert s.topic("messages.inbound") == "t1.messages.inbound"

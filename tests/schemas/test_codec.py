@@ -61,6 +61,7 @@ def test_external_consumer_decodes_with_only_the_avsc_files() -> None:
     payload = codec.encode("usage_record", record)
     schema = by_fp[payload[2:10]]
     decoded = fastavro.schemaless_reader(io.BytesIO(payload[10:]), schema, None)
+    assert isinstance(decoded, dict)
     assert decoded["usage_id"] == record["usage_id"]
     assert decoded["period_start"] == datetime.fromtimestamp(record["period_start"] / 1000, tz=UTC)
 

@@ -1,0 +1,84 @@
+"""The agent boundary: nothing escapes, nothing is acknowledged silently."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from common.consumer import Event
+from common.errors import InvalidEvent, RetryableError
+from common.topics import Topic
+from schemas import codec
+from streams.agents.boundary import Boundary, backoff
+from tests.streams.streams_fakes import FakeProducer, RecordingSleep, inbound_event
+
+
+def test_backoff_grows_to_the_cap_and_honours_retry_after() -> None:
+    delays = [backoff(n, 30.0) for n in range(1, 12)]
+    assert delays == sorted(delays)
+    assert delays[0] == pytest.approx(0.4)
+    assert delays[-1] == 30.0
+    assert backoff(1, 30.0, retry_after=12.0) == 12.0
+
+
+async def test_any_exception_is_retried_until_the_handler_succeeds() -> None:
+    sleep = RecordingSleep()
+    boundary = Boundary("stage", FakeProducer(), sleep=sleep)
+    calls = 0
+
+    async def flaky(_: Event) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RetryableError("later", retry_after=5.0)
+        if calls < 4:
+            raise RuntimeError("boom")
+
+    assert await boundary.process(inbound_event("e0", 0), flaky) == "ok"
+    assert calls == 4
+    assert sleep.delays[0] == 5.0
+    assert len(sleep.delays) == 3
+
+
+async def test_an_unencodable_output_is_dead_lettered_not_retried() -> None:
+    producer = FakeProducer()
+    boundary = Boundary("stage", producer, sleep=RecordingSleep())
+
+    async def bad_output(_: Event) -> None:
+        raise codec.CodecError("record does not match usage_record")
+
+    assert await boundary.process(inbound_event("e0", 0), bad_output) == "dead_letter"
+    [dead] = producer.on(Topic.INBOUND_DLQ)
+    assert dead["reason"].startswith("unencodable")
+
+
+async def test_a_topic_without_dead_letter_topic_only_counts() -> None:
+    producer = FakeProducer()
+    boundary = Boundary("stage", producer, sleep=RecordingSleep())
+    event = Event(Topic.USAGE, 0, 0, b"k", b"")
+
+    async def invalid(_: Event) -> None:
+        raise InvalidEvent("nope")
+
+    assert await boundary.process(event, invalid) == "dead_letter"
+    assert producer.sent == []
+
+
+async def test_cancellation_ends_the_retries() -> None:
+    started = asyncio.Event()
+
+    async def sleep(_: float) -> None:
+        started.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    boundary = Boundary("stage", FakeProducer(), sleep=sleep)
+
+    async def down(_: Event) -> None:
+        raise ConnectionError("down")
+
+    task = asyncio.create_task(boundary.process(inbound_event("e0", 0), down))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

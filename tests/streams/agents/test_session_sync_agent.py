@@ -1,0 +1,184 @@
+"""Session-sync handler and agent with a fake store: replays, retries, dead letters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+
+from common.errors import InvalidEvent
+from common.settings import Settings
+from common.topics import Topic
+from schemas import codec
+from streams.agents import session_sync
+from streams.agents.boundary import Boundary
+from streams.agents.session_sync import SessionSync
+from streams.app import create_app
+from streams.sessions_store import Increments, SessionRow, increments
+from tests.streams.streams_fakes import (
+    OTHER,
+    TENANT,
+    FakeProducer,
+    RecordingSleep,
+    reply_record,
+    session_event,
+    session_record,
+)
+
+
+@dataclass
+class FakeStore:
+    """The store's contract in memory: rows keyed like the unique constraints."""
+
+    sessions: dict[tuple[str, str], int] = field(default_factory=dict)  # -> message count
+    messages: dict[str, SessionRow] = field(default_factory=dict)
+    usage_messages: int = 0
+    usage_tokens: int = 0
+    stats_sessions: int = 0
+    stats_messages: int = 0
+    failures: list[Exception] = field(default_factory=list)  # raised by the next applies
+    applied: int = 0
+
+    async def apply(self, row: SessionRow) -> Increments:
+        self.applied += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        key = (row.tenant_id, row.session_id)
+        created = key not in self.sessions
+        self.sessions.setdefault(key, 0)
+        inserted = row.event_id not in self.messages
+        released = False
+        if inserted:
+            self.messages[row.event_id] = row
+            self.sessions[key] = sum(
+                1 for m in self.messages.values() if (m.tenant_id, m.session_id) == key
+            )
+        elif row.status == "admitted" and self.messages[row.event_id].status == "held":
+            self.messages[row.event_id] = row
+            released = True
+        delta = increments(row, inserted=inserted, session_created=created, released=released)
+        self.usage_messages += delta.usage_messages
+        self.usage_tokens += delta.usage_tokens
+        self.stats_sessions += delta.stats_sessions
+        self.stats_messages += delta.stats_messages
+        return delta
+
+    def totals(self) -> tuple[Any, ...]:
+        return (
+            dict(self.sessions),
+            sorted(self.messages),
+            self.usage_messages,
+            self.usage_tokens,
+            self.stats_sessions,
+            self.stats_messages,
+        )
+
+
+class Rig:
+    def __init__(self) -> None:
+        self.store = FakeStore()
+        self.producer = FakeProducer()
+        self.sleep = RecordingSleep()
+        self.sync = SessionSync(self.store)
+        self.boundary = Boundary("session-sync", self.producer, sleep=self.sleep)
+
+    async def feed(self, records: list[dict[str, Any]]) -> list[str]:
+        return [
+            await self.boundary.process(session_event(i, r), self.sync.handle)
+            for i, r in enumerate(records)
+        ]
+
+
+def conversation() -> list[dict[str, Any]]:
+    return [
+        session_record("e0"),
+        reply_record("e0", 100, 20),
+        session_record("e1", conversation_id="77"),
+        session_record("e2", status="held"),
+    ]
+
+
+async def test_events_become_rows_and_counters() -> None:
+    rig = Rig()
+    assert await rig.feed(conversation()) == ["ok"] * 4
+    assert rig.store.sessions == {(TENANT, "telegram:4242"): 3, (TENANT, "telegram:77"): 1}
+    assert rig.store.usage_messages == 2  # the held one is not billed
+    assert rig.store.usage_tokens == 120
+    assert (rig.store.stats_sessions, rig.store.stats_messages) == (2, 4)
+
+
+async def test_replaying_the_topic_changes_nothing() -> None:
+    rig = Rig()
+    await rig.feed(conversation())
+    before = rig.store.totals()
+    await rig.feed(conversation() + conversation())
+    assert rig.store.totals() == before
+
+
+async def test_an_unreachable_database_is_retried_never_dropped() -> None:
+    rig = Rig()
+    rig.store.failures = [psycopg.OperationalError("connection refused")] * 3
+    assert await rig.feed([session_record("e0")]) == ["ok"]
+    assert rig.store.applied == 4
+    assert len(rig.sleep.delays) == 3
+    assert "e0" in rig.store.messages
+    assert rig.producer.sent == []
+
+
+async def test_a_row_postgres_refuses_is_dead_lettered() -> None:
+    rig = Rig()
+    rig.store.failures = [InvalidEvent("rejected by PostgreSQL: 23503: fk")]
+    assert await rig.feed([session_record("e0", OTHER)]) == ["dead_letter"]
+    [dead] = rig.producer.on(Topic.SESSION_EVENTS_DLQ)
+    assert dead["reason"].startswith("rejected by PostgreSQL: 23503")
+    assert dead["source_topic"] == "session.events"
+    assert dead["key"] == OTHER.encode()
+    assert rig.sleep.delays == []
+
+
+async def test_an_undecodable_event_is_dead_lettered() -> None:
+    rig = Rig()
+    event = session_event(0, session_record("e0"))
+    event.raw = codec.encode("inbound_message", _inbound_like())  # wrong schema
+    assert await rig.boundary.process(event, rig.sync.handle) == "dead_letter"
+    [dead] = rig.producer.on(Topic.SESSION_EVENTS_DLQ)
+    assert "expected session_event" in dead["reason"]
+    assert rig.store.applied == 0
+
+
+def _inbound_like() -> dict[str, Any]:
+    return {
+        "event_id": "e0",
+        "tenant_id": TENANT,
+        "channel": "telegram",
+        "conversation_id": "1",
+        "sender_id": "1",
+        "sender_name": None,
+        "text": "x",
+        "received_at": 0,
+        "channel_message_id": None,
+        "reply_route": {},
+    }
+
+
+async def test_the_faust_agent_writes_through_the_store() -> None:
+    settings = Settings(streams_store="memory://", topic_partitions=2)
+    app = create_app(settings)
+    store = FakeStore()
+    agent = session_sync.register(app, settings, store=store, producer=FakeProducer())
+    async with agent.test_context() as test_agent:
+        for record in conversation():
+            payload = codec.encode("session_event", record)
+            await test_agent.put(payload, key=TENANT.encode(), partition=0)
+    assert sorted(store.messages) == ["e0", "e1", "e2", "reply:e0"]
+
+
+@pytest.mark.parametrize("missing", ["channel", "occurred_at"])
+async def test_a_malformed_record_is_invalid(missing: str) -> None:
+    rig = Rig()
+    event = session_event(0, session_record("e0"))
+    event.value = {k: v for k, v in codec.decode(event.raw).items() if k != missing}
+    with pytest.raises(InvalidEvent, match="malformed"):
+        await rig.sync.handle(event)

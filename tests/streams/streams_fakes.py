@@ -1,0 +1,181 @@
+"""Fakes and builders for the streams tests: a producer that really encodes, a directory,
+a sleep that only records, inbound and session-event payloads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from common.consumer import Event
+from common.directory import Tenant
+from common.errors import KafkaUnavailable
+from common.settings import Secret
+from common.topics import Topic
+from schemas import codec
+
+TENANT = "0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e"
+OTHER = "5d2e9a10-1f3b-4c6d-8e7f-9a0b1c2d3e4f"
+PERIOD_START = datetime(2026, 11, 1, tzinfo=UTC)
+PERIOD_END = datetime(2026, 12, 1, tzinfo=UTC)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+RECEIVED_MS = 1_795_000_000_000
+
+
+def tenant(tenant_id: str = TENANT, *, msg_limit: int | None = 1000, **changes: Any) -> Tenant:
+    base = Tenant(
+        tenant_id=tenant_id,
+        agent_id="acme",
+        status="active",
+        plan_id="individual",
+        msg_limit=msg_limit,
+        upgrade_to="business",
+        period_start=PERIOD_START,
+        period_end=PERIOD_END,
+        gateway_url="http://127.0.0.1:18789",
+        gateway_token=Secret("gw"),
+        gateway_agent_id="main",
+        telegram=None,
+    )
+    return replace(base, **changes)
+
+
+class FakeDirectory:
+    def __init__(self, *tenants: Tenant) -> None:
+        self.tenants = {t.tenant_id: t for t in tenants}
+        self.reloads = 0
+        self.on_reload: list[Tenant] = []  # tenants that appear on the next reload
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self.tenants.get(tenant_id)
+
+    async def reload(self) -> None:
+        self.reloads += 1
+        for t in self.on_reload:
+            self.tenants[t.tenant_id] = t
+        self.on_reload = []
+
+
+@dataclass(frozen=True)
+class Sent:
+    topic: Topic
+    key: str
+    payload: bytes
+
+    def decoded(self) -> dict[str, Any]:
+        return codec.decode(self.payload, expect=self.topic.schema)
+
+
+class FakeProducer:
+    """Records what was sent, Avro-encoded like the real one; `fail_next` sends fail."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+        self.fail_next = 0
+        self.attempts = 0
+
+    def _maybe_fail(self) -> None:
+        self.attempts += 1
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise KafkaUnavailable("fake broker is down")
+
+    async def send(
+        self,
+        topic: Topic,
+        key: str,
+        record: Mapping[str, Any],
+        *,
+        schema: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        payload = codec.encode(schema or topic.schema, record)  # a schema mismatch fails here
+        self._maybe_fail()
+        self.sent.append(Sent(topic, key, payload))
+
+    async def send_raw(
+        self, topic: Topic, key: bytes | None, payload: bytes, *, timeout: float | None = None
+    ) -> None:
+        self._maybe_fail()
+        self.sent.append(Sent(topic, (key or b"").decode(), payload))
+
+    def on(self, topic: Topic) -> list[dict[str, Any]]:
+        return [s.decoded() for s in self.sent if s.topic is topic]
+
+
+class RecordingSleep:
+    """Stands in for asyncio.sleep: returns at once, remembers the delays."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def inbound(event_id: str, tenant_id: str = TENANT, **changes: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event_id": event_id,
+        "tenant_id": tenant_id,
+        "channel": "telegram",
+        "conversation_id": "4242",
+        "sender_id": "17",
+        "sender_name": "Ann",
+        "text": f"hello {event_id}",
+        "received_at": RECEIVED_MS,
+        "channel_message_id": "99",
+        "reply_route": {"chat_id": "4242"},
+    }
+    return {**record, **changes}
+
+
+def inbound_event(
+    event_id: str, offset: int, tenant_id: str = TENANT, *, partition: int = 0, **changes: Any
+) -> Event:
+    raw = codec.encode("inbound_message", inbound(event_id, tenant_id, **changes))
+    return Event(Topic.INBOUND, partition, offset, tenant_id.encode(), raw)
+
+
+def session_record(event_id: str, tenant_id: str = TENANT, **changes: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event_id": event_id,
+        "kind": "message_in",
+        "tenant_id": tenant_id,
+        "channel": "telegram",
+        "conversation_id": "4242",
+        "role": "user",
+        "text": f"hello {event_id}",
+        "status": "admitted",
+        "in_reply_to": None,
+        "input_tokens": None,
+        "output_tokens": None,
+        "model": None,
+        "occurred_at": RECEIVED_MS,
+    }
+    return {**record, **changes}
+
+
+def reply_record(
+    in_reply_to: str, input_tokens: int, output_tokens: int, **changes: Any
+) -> dict[str, Any]:
+    return session_record(
+        f"reply:{in_reply_to}",
+        **{
+            "kind": "message_out",
+            "role": "assistant",
+            "status": "replied",
+            "in_reply_to": in_reply_to,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "model": "stub-model",
+            "occurred_at": RECEIVED_MS + 1500,
+            "text": f"answer to {in_reply_to}",
+            **changes,
+        },
+    )
+
+
+def session_event(offset: int, record: Mapping[str, Any], *, partition: int = 0) -> Event:
+    raw = codec.encode("session_event", record)
+    return Event(Topic.SESSION_EVENTS, partition, offset, str(record["tenant_id"]).encode(), raw)

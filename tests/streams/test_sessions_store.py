@@ -1,0 +1,217 @@
+"""Session rows and counters: the pure parts always, the SQL against PostgreSQL when
+TEST_DATABASE_URL is set (each test gets its own schema with the migrations applied)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from common.errors import InvalidEvent
+from schemas import codec
+from streams.sessions_store import Increments, PgSessionsStore, SessionRow, increments
+from tests.streams.streams_fakes import OTHER, TENANT, reply_record, session_record
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "control" / "migrations"
+
+
+def row(record: dict[str, Any]) -> SessionRow:
+    # through the codec, as the agent sees it (timestamps come back as datetimes)
+    return SessionRow.from_record(codec.decode(codec.encode("session_event", record)))
+
+
+def test_row_from_a_session_event() -> None:
+    r = row(reply_record("e0", 120, 30))
+    assert r.session_id == "telegram:4242"
+    assert r.token_count == 150
+    assert r.occurred_at.tzinfo is not None
+    assert r.period == date(2026, 11, 1)
+    assert row(session_record("e0")).token_count is None
+    assert row(session_record("e0", input_tokens=7)).token_count == 7
+
+
+def test_nul_characters_are_replaced() -> None:
+    assert row(session_record("e0", text="a\x00b")).text == "a\ufffdb"
+
+
+def test_period_is_the_utc_month() -> None:
+    late = int(datetime(2026, 11, 30, 23, 59, tzinfo=UTC).timestamp() * 1000)
+    assert row(session_record("e0", occurred_at=late)).period == date(2026, 11, 1)
+
+
+@pytest.mark.parametrize(
+    ("record", "flags", "expected"),
+    [
+        (session_record("e0"), (True, True, False), Increments(1, 0, 1, 1)),
+        (session_record("e0"), (True, False, False), Increments(1, 0, 0, 1)),
+        (session_record("e0", status="held"), (True, False, False), Increments(0, 0, 0, 1)),
+        (reply_record("e0", 100, 20), (True, False, False), Increments(0, 120, 0, 1)),
+        (session_record("e0"), (False, False, False), Increments()),
+        (reply_record("e0", 100, 20), (False, False, False), Increments()),
+        (session_record("e0"), (False, False, True), Increments(usage_messages=1)),
+    ],
+)
+def test_increments(
+    record: dict[str, Any], flags: tuple[bool, bool, bool], expected: Increments
+) -> None:
+    inserted, created, released = flags
+    got = increments(row(record), inserted=inserted, session_created=created, released=released)
+    assert got == expected
+    assert bool(got) == (expected != Increments())
+
+
+# -- PostgreSQL ----------------------------------------------------------------------
+
+DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+needs_db = pytest.mark.skipif(not DATABASE_URL, reason="TEST_DATABASE_URL is not set")
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[AsyncConnectionPool[Any]]:
+    schema = f"test_streams_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True) as admin:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            await admin.execute(f'SET search_path TO "{schema}", public')
+            for migration in sorted(MIGRATIONS.glob("*.sql")):
+                await admin.execute(migration.read_text())
+            for tenant_id, agent in ((TENANT, "acme"), (OTHER, "other")):
+                await admin.execute(
+                    "INSERT INTO tenants (id, agent_id) VALUES (%s, %s)", (tenant_id, agent)
+                )
+            pg: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                DATABASE_URL,
+                min_size=1,
+                max_size=2,
+                open=False,
+                kwargs={"autocommit": False, "options": f"-c search_path={schema},public"},
+            )
+            await pg.open(wait=True, timeout=30)
+            try:
+                yield pg
+            finally:
+                await pg.close()
+        finally:
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+async def snapshot(pool: AsyncConnectionPool[Any]) -> dict[str, list[tuple[Any, ...]]]:
+    queries = {
+        "sessions": "SELECT * FROM sessions ORDER BY tenant_id, session_id",
+        "messages": "SELECT * FROM messages ORDER BY event_id",
+        "usage_logs": "SELECT * FROM usage_logs ORDER BY tenant_id, period",
+        "session_stats": "SELECT * FROM session_stats ORDER BY tenant_id, period, channel",
+    }
+    async with pool.connection() as conn:
+        return {name: await (await conn.execute(q)).fetchall() for name, q in queries.items()}
+
+
+def conversation() -> list[dict[str, Any]]:
+    """Two sessions; a reply with tokens; a held message later released."""
+    later = session_record("e0")["occurred_at"] + 60_000
+    return [
+        session_record("e0"),
+        reply_record("e0", 120, 30),
+        session_record("e1", occurred_at=later),
+        session_record("e2", conversation_id="77", status="held", occurred_at=later + 1),
+        session_record("e9", OTHER),
+        session_record("e2", conversation_id="77", occurred_at=later + 1),  # released
+    ]
+
+
+@needs_db
+async def test_a_conversation_lands_in_every_table(pool: AsyncConnectionPool[Any]) -> None:
+    store = PgSessionsStore(pool)
+    for record in conversation():
+        await store.apply(row(record))
+    async with pool.connection() as conn:
+        sessions = await (
+            await conn.execute(
+                "SELECT session_id, message_count, started_at < last_message_at FROM sessions"
+                " WHERE tenant_id = %s ORDER BY session_id",
+                (TENANT,),
+            )
+        ).fetchall()
+        messages = {
+            r[0]: r[1:]
+            for r in await (
+                await conn.execute(
+                    "SELECT event_id, role, status, input_tokens, output_tokens, token_count,"
+                    " in_reply_to, metadata FROM messages WHERE tenant_id = %s",
+                    (TENANT,),
+                )
+            ).fetchall()
+        }
+        usage = await (
+            await conn.execute(
+                "SELECT period, message_count, token_count FROM usage_logs WHERE tenant_id = %s",
+                (TENANT,),
+            )
+        ).fetchall()
+        stats = await (
+            await conn.execute(
+                "SELECT channel, session_count, message_count FROM session_stats"
+                " WHERE tenant_id = %s",
+                (TENANT,),
+            )
+        ).fetchall()
+    assert sessions == [("telegram:4242", 3, True), ("telegram:77", 1, False)]
+    assert messages["e0"] == ("user", "admitted", 120, None, 120, None, None)
+    assert messages["reply:e0"] == (
+        "assistant",
+        "replied",
+        120,
+        30,
+        150,
+        "e0",
+        {"model": "stub-model"},
+    )
+    assert messages["e2"][:2] == ("user", "admitted")
+    # e0, e1 and the released e2 are billable messages; the reply's tokens count once
+    assert usage == [(date(2026, 11, 1), 3, 150)]
+    assert stats == [("telegram", 2, 4)]
+
+
+@needs_db
+async def test_replaying_everything_leaves_identical_rows(pool: AsyncConnectionPool[Any]) -> None:
+    store = PgSessionsStore(pool)
+    for record in conversation():
+        await store.apply(row(record))
+    first = await snapshot(pool)
+    for _ in range(2):
+        for record in conversation():
+            assert not await store.apply(row(record))
+    assert await snapshot(pool) == first
+
+
+@needs_db
+async def test_a_reply_stored_before_its_question_still_lends_its_prompt_tokens(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    store = PgSessionsStore(pool)
+    await store.apply(row(reply_record("e0", 120, 30)))
+    await store.apply(row(session_record("e0")))
+    first = await snapshot(pool)
+    user = next(m for m in first["messages"] if m[1] == "e0")
+    assert (user[7], user[8], user[9]) == (120, 120, None)  # token_count, input, output
+    assert [s[6] for s in first["sessions"]] == [2]  # message_count
+    for record in (session_record("e0"), reply_record("e0", 120, 30)):
+        await store.apply(row(record))
+    assert await snapshot(pool) == first
+
+
+@needs_db
+async def test_a_deleted_tenant_is_an_invalid_event(pool: AsyncConnectionPool[Any]) -> None:
+    store = PgSessionsStore(pool)
+    with pytest.raises(InvalidEvent, match="23503"):  # foreign_key_violation
+        await store.apply(row(session_record("e0", str(uuid.uuid4()))))
+    with pytest.raises(InvalidEvent, match="22P02"):  # invalid_text_representation
+        await store.apply(row(session_record("e0", "not-a-uuid")))
+    assert (await snapshot(pool))["messages"] == []
