@@ -77,7 +77,7 @@ CREATE TABLE tenant_configs (
 CREATE TABLE sessions (
   id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
   tenant_id       UUID REFERENCES tenants(id) ON DELETE CASCADE,
-  session_id      VARCHAR(255) NOT NULL,      -- <channel>:<conversation_id>
+  session_id      TEXT NOT NULL,              -- <channel>:<conversation_id>
   channel         VARCHAR(50),
   started_at      TIMESTAMPTZ,
   last_message_at TIMESTAMPTZ,
@@ -90,7 +90,7 @@ CREATE TABLE messages (
   id            UUID PRIMARY KEY DEFAULT gen_random_uuid(),
   event_id      TEXT UNIQUE NOT NULL,         -- pipeline event id: the idempotency key
   tenant_id     UUID REFERENCES tenants(id) ON DELETE CASCADE,
-  session_id    VARCHAR(255) NOT NULL,
+  session_id    TEXT NOT NULL,
   role          VARCHAR(20) NOT NULL,
   content       TEXT,
   status        VARCHAR(20) NOT NULL DEFAULT 'admitted',

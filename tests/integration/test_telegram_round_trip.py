@@ -32,15 +32,19 @@ def _bot_token() -> str:
     return f"{secrets.randbelow(10**9) + 10**9}:{secrets.token_urlsafe(26)[:35]}"
 
 
-def _tenant(settings: Settings, stack: Stack, name: str, agent: str) -> dict[str, Any]:
+def _tenant(
+    settings: Settings, stack: Stack, telegram: TelegramApiStandIn, name: str, agent: str
+) -> dict[str, Any]:
     assert stack.gateway is not None
+    token = _bot_token()
+    telegram.register_bot(token)
     return create_tenant(
         settings,
         NewTenant(
             name=name,
             plan="business",
             owner_email=f"{name}@example.test",
-            telegram_bot_token=_bot_token(),
+            telegram_bot_token=token,
             gateway_url=stack.gateway.base_url,
             gateway_token=stack.gateway.token,
             gateway_agent_id=agent,
@@ -72,8 +76,8 @@ async def test_two_tenants_round_trip(settings: Settings, stack: Stack, tmp_path
     telegram = TelegramApiStandIn()
     base = await telegram.start()
     settings = Settings.from_env({}, **{**vars(settings), "telegram_api_base": base})
-    a = _tenant(settings, stack, "alpha", "tenant-a")
-    b = _tenant(settings, stack, "bravo", "tenant-b")
+    a = _tenant(settings, stack, telegram, "alpha", "tenant-a")
+    b = _tenant(settings, stack, telegram, "bravo", "tenant-b")
     group = ServiceGroup(settings, SERVICES, tmp_path / "logs")
     ingress = f"http://127.0.0.1:{settings.ingress_port}"
     try:

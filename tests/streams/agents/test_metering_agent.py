@@ -138,6 +138,25 @@ async def test_a_tenant_created_a_moment_ago_is_found_after_a_reload() -> None:
     assert rig.state(OTHER).count == 1
 
 
+async def test_a_failed_directory_reload_is_retried_not_dead_lettered() -> None:
+    rig = Rig()
+    rig.directory.on_reload = [tenant(OTHER)]
+    real_reload = rig.directory.reload
+    failures = [OSError("PostgreSQL is down")]
+
+    async def flaky_reload() -> None:
+        if failures:
+            raise failures.pop()
+        await real_reload()
+
+    rig.metering = Metering(
+        rig.directory, rig.table, rig.producer, refresh=flaky_reload, clock=lambda: NOW
+    )
+    assert await rig.feed(inbound_event("x0", 0, OTHER)) == ["ok"]
+    assert len(rig.sleep.delays) == 1
+    assert rig.producer.on(Topic.INBOUND_DLQ) == []
+
+
 async def test_an_undecodable_event_is_dead_lettered() -> None:
     rig = Rig()
     event = inbound_event("e0", 3)

@@ -1,0 +1,203 @@
+"""Run the stream worker: `await run(settings)` until SIGINT or SIGTERM.
+
+Starts the Faust worker programmatically (no `faust` CLI, so no web server and no
+command-line defaults overriding the app's settings): the tenant directory, the producer
+and the PostgreSQL pool are opened first, the agents are registered on a fresh app, the
+tables' changelog topics are created (the app may not declare topics), and then a
+`faust.Worker` runs on the current event loop. Logging is set up by the caller (the CLI);
+`run` serves /metrics when METRICS_PORT is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import warnings
+from collections.abc import Awaitable, Callable, Iterator
+
+import faust
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from common.db import open_pool
+from common.directory import Directory
+from common.kafka import EventProducer
+from common.settings import Settings
+from common.telemetry import serve_metrics
+from streams.agents import metering, session_sync
+from streams.agents.boundary import Producer
+from streams.agents.metering import Tenants
+from streams.app import create_app
+from streams.sessions_store import PgSessionsStore, SessionsStore
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Seconds allowed for the Faust worker to stop (commit, flush the changelogs, leave).
+STOP_GRACE_S = 30.0
+
+
+def build_app(
+    settings: Settings,
+    *,
+    tenants: Tenants,
+    producer: Producer,
+    store: SessionsStore,
+    refresh: Callable[[], Awaitable[None]] | None = None,
+) -> faust.App:
+    """The app with both agents (and the `meter_state` table) registered."""
+    app = create_app(settings)
+    metering.register(app, settings, tenants=tenants, producer=producer, refresh=refresh)
+    session_sync.register(app, settings, store=store, producer=producer)
+    return app
+
+
+def changelog_topics(app: faust.App) -> list[tuple[str, int]]:
+    """(name, partitions) of every table's changelog topic."""
+    conf = app.conf
+    return [
+        (table.changelog_topic.get_topic_name(), table.partitions or conf.topic_partitions)
+        for table in app.tables.values()
+    ]
+
+
+def ensure_changelog_topics(settings: Settings, app: faust.App) -> list[str]:
+    """Create the compacted changelog topics that are missing; returns the names created.
+
+    Blocking (confluent-kafka admin calls): run it in an executor from async code.
+    """
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = set(admin.list_topics(timeout=15).topics)
+    wanted = [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=settings.topic_replication,
+            config={
+                "cleanup.policy": "compact",
+                "min.insync.replicas": str(max(1, settings.topic_replication - 1)),
+            },
+        )
+        for name, partitions in changelog_topics(app)
+        if name not in existing
+    ]
+    created = []
+    for name, fut in (admin.create_topics(wanted, request_timeout=30) if wanted else {}).items():
+        try:
+            fut.result(timeout=30)
+            created.append(name)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+async def serve(app: faust.App, stop: asyncio.Event, *, grace_s: float | None = None) -> None:
+    """Run `app` in a Faust worker on this loop until `stop` is set or the app crashes.
+
+    On stop, the event each agent has in flight is abandoned unacknowledged (its offset is
+    not committed; it is consumed again after the restart, and both agents are idempotent).
+    Faust would otherwise wait for it to be acked, forever if it is being retried because
+    the database or the broker is down. The stop itself is bounded by `grace_s` (default
+    `STOP_GRACE_S`). Raises the crash reason when the app crashed (exit non-zero).
+    """
+    worker = _Worker(
+        app,
+        loop=asyncio.get_running_loop(),
+        quiet=True,
+        override_logging=False,  # keep the process's logging set-up
+        redirect_stdouts=False,
+        daemon=False,  # start() returns once started; we wait below
+    )
+    worker.spinner = None  # no terminal progress output
+    starting = asyncio.ensure_future(worker.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    ended = asyncio.ensure_future(worker.wait_until_stopped())  # stopped or crashed
+    try:
+        while not (stopping.done() or ended.done()):
+            waiting = {stopping, ended} if starting.done() else {stopping, ended, starting}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done() and not starting.cancelled():
+                failure = starting.exception()
+                if failure is not None:
+                    raise failure
+    finally:
+        log.info("stream worker stopping")
+        _do_not_wait_for_events_in_flight(app)
+        grace = STOP_GRACE_S if grace_s is None else grace_s
+        try:
+            await asyncio.wait_for(worker.stop(), grace)
+        except TimeoutError:
+            log.error("stream worker did not stop within %.0fs; exiting anyway", grace)
+        for task in (starting, stopping, ended):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if worker.crash_reason is not None:
+        raise worker.crash_reason
+
+
+def _do_not_wait_for_events_in_flight(app: faust.App) -> None:
+    # `stream_wait_empty` stays on while running, so a rebalance lets the event in flight
+    # finish before tables change owner; at stop it goes off (Faust reads it at that point).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # AlreadyConfiguredWarning: intended
+        app.conf.stream_wait_empty = False
+
+
+class _Worker(faust.Worker):
+    """A Faust worker that leaves signal handling to `run()`."""
+
+    def install_signal_handlers(self) -> None:
+        # mode would bind SIGINT/SIGTERM to its own shutdown and SIGUSR2 to pdb.
+        return None
+
+
+async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run metering and session-sync until SIGINT/SIGTERM (or `stop` is set), then stop."""
+    stop = stop if stop is not None else asyncio.Event()
+    serve_metrics(settings.metrics_port)
+    with _signals_set(stop):
+        async with contextlib.AsyncExitStack() as resources:
+            directory = Directory(settings)
+            await directory.start()
+            resources.push_async_callback(directory.stop)
+            pool = await open_pool(settings)
+            resources.push_async_callback(pool.close)
+            producer = EventProducer(settings)
+            resources.push_async_callback(_close_producer, producer)
+            app = build_app(
+                settings,
+                tenants=directory,
+                producer=producer,
+                store=PgSessionsStore(pool),
+                refresh=directory.reload,
+            )
+            loop = asyncio.get_running_loop()
+            created = await loop.run_in_executor(None, ensure_changelog_topics, settings, app)
+            if created:
+                log.info("created changelog topics %s", created)
+            await serve(app, stop)
+    log.info("stream worker stopped")
+
+
+@contextlib.contextmanager
+def _signals_set(event: asyncio.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set `event` while inside the block."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, event.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def _close_producer(producer: EventProducer) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, producer.close)
