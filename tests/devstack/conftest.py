@@ -1,8 +1,6 @@
-"""Session fixtures for the devstack integration tests: one real stack for the whole run."""
+"""The devstack tests use the session's shared stack (tests/conftest.py)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
@@ -10,7 +8,5 @@ from devstack.stack import Stack
 
 
 @pytest.fixture(scope="session")
-def ds_stack() -> Iterator[Stack]:
-    """Kafka + PostgreSQL (fsync off) + OpenClaw gateway with the stub LLM and two agents."""
-    with Stack(agents=["main", "tenant-a"], durable_postgres=False) as stack:
-        yield stack
+def ds_stack(stack: Stack) -> Stack:
+    return stack

@@ -9,7 +9,6 @@ network namespace after `make fetch` downloaded everything.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,25 +18,18 @@ from common.settings import Settings
 from control.migrate import migrate
 from devstack import Stack
 from devstack._proc import free_port
-from devstack.stack import fetched
-
-GATEWAY_AGENTS = ("tenant-a", "tenant-b")
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    missing = [name for name, ok in fetched().items() if not ok]
-    if missing:
-        pytest.fail(f"not fetched: {missing}; run `make fetch` (or `make test`, which does)")
-    with Stack(agents=GATEWAY_AGENTS, durable_postgres=False) as s:
-        assert s.postgres is not None
-        migrate(s.postgres.dsn)
-        yield s
+def migrated(stack: Stack, database_url: str) -> Stack:
+    migrate(database_url)
+    return stack
 
 
 @pytest.fixture
-def settings(stack: Stack, tmp_path: Path) -> Settings:
+def settings(migrated: Stack, tmp_path: Path) -> Settings:
     """Settings for one test: its own topics and consumer groups."""
+    stack = migrated
     assert stack.kafka is not None and stack.postgres is not None
     s = Settings.from_env(
         {},

@@ -1,9 +1,8 @@
-"""Session rows and counters: the pure parts always, the SQL against PostgreSQL when
-TEST_DATABASE_URL is set (each test gets its own schema with the migrations applied)."""
+"""Session rows and counters: the pure parts always, the SQL against
+the session PostgreSQL (each test gets its own schema with the migrations applied)."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -69,14 +68,13 @@ def test_increments(
 
 # -- PostgreSQL ----------------------------------------------------------------------
 
-DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-needs_db = pytest.mark.skipif(not DATABASE_URL, reason="TEST_DATABASE_URL is not set")
+needs_db = pytest.mark.integration
 
 
 @pytest.fixture
-async def pool() -> AsyncIterator[AsyncConnectionPool[Any]]:
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
     schema = f"test_streams_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True) as admin:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
         await admin.execute(f'CREATE SCHEMA "{schema}"')
         try:
             await admin.execute(f'SET search_path TO "{schema}", public')
@@ -87,7 +85,7 @@ async def pool() -> AsyncIterator[AsyncConnectionPool[Any]]:
                     "INSERT INTO tenants (id, agent_id) VALUES (%s, %s)", (tenant_id, agent)
                 )
             pg: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                DATABASE_URL,
+                database_url,
                 min_size=1,
                 max_size=2,
                 open=False,
