@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +34,22 @@ class TelegramBinding:
 
 
 @dataclass(frozen=True)
+class Binding:
+    """Any channel binding: `external_id` is the bot id, phone_number_id or mail local part.
+
+    `credentials` holds the opened secrets (sealed JSON object in PostgreSQL, or for
+    Telegram the bot token under "bot_token"); `settings` the non-secret options.
+    """
+
+    tenant_id: str
+    channel: str
+    external_id: str
+    secret_hash: bytes
+    credentials: Mapping[str, Secret]
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Tenant:
     tenant_id: str
     agent_id: str
@@ -45,6 +63,11 @@ class Tenant:
     gateway_token: Secret
     gateway_agent_id: str | None
     telegram: TelegramBinding | None
+    bindings: tuple[Binding, ...] = ()
+
+    def binding(self, channel: str) -> Binding | None:
+        """This tenant's binding on `channel`, if it has one."""
+        return next((b for b in self.bindings if b.channel == channel), None)
 
 
 _TENANTS_SQL = """
@@ -56,9 +79,9 @@ LEFT JOIN subscriptions s ON s.tenant_id = t.id
 LEFT JOIN plans p ON p.id = s.plan_id
 LEFT JOIN tenant_gateways g ON g.tenant_id = t.id
 """
-_TELEGRAM_SQL = """
-SELECT tenant_id::text AS tenant_id, external_id, secret_hash, credentials
-FROM channel_bindings WHERE channel = 'telegram'
+_BINDINGS_SQL = """
+SELECT tenant_id::text AS tenant_id, channel, external_id, secret_hash, credentials, settings
+FROM channel_bindings
 """
 
 
@@ -70,6 +93,7 @@ class Directory:
         self._box = SecretBox(settings)
         self._tenants: dict[str, Tenant] = {}
         self._by_bot: dict[str, Tenant] = {}
+        self._by_binding: dict[tuple[str, str], tuple[Tenant, Binding]] = {}
         self._task: asyncio.Task[None] | None = None
         self.loaded = asyncio.Event()
         self.version = 0
@@ -80,6 +104,13 @@ class Directory:
     def by_telegram_bot(self, bot_id: str) -> Tenant | None:
         return self._by_bot.get(bot_id)
 
+    def by_binding(self, channel: str, external_id: str) -> tuple[Tenant, Binding] | None:
+        """Route by any channel's external id (WhatsApp phone_number_id, mail local part)."""
+        return self._by_binding.get((channel, external_id))
+
+    def tenants(self) -> list[Tenant]:
+        return list(self._tenants.values())
+
     def __len__(self) -> int:
         return len(self._tenants)
 
@@ -88,21 +119,41 @@ class Directory:
         conn = await connect(self._settings)
         try:
             tenants_rows = await (await conn.execute(_TENANTS_SQL)).fetchall()
-            tg_rows = await (await conn.execute(_TELEGRAM_SQL)).fetchall()
+            binding_rows = await (await conn.execute(_BINDINGS_SQL)).fetchall()
         finally:
             await conn.close()
-        self._swap(tenants_rows, tg_rows)
+        self._swap(tenants_rows, binding_rows)
 
-    def _swap(self, tenant_rows: list[dict[str, Any]], tg_rows: list[dict[str, Any]]) -> None:
-        telegram = {
-            r["tenant_id"]: TelegramBinding(
-                bot_id=r["external_id"],
-                secret_hash=bytes(r["secret_hash"] or b""),
-                bot_token=self._box.open(bytes(r["credentials"]))
-                if r["credentials"]
-                else Secret(""),
+    def _credentials(self, channel: str, sealed: bytes | None) -> dict[str, Secret]:
+        if not sealed:
+            return {}
+        opened = self._box.open(bytes(sealed)).value
+        if channel == "telegram":  # the bot token itself is sealed
+            return {"bot_token": Secret(opened)}
+        return {k: Secret(str(v)) for k, v in json.loads(opened).items()}
+
+    def _swap(self, tenant_rows: list[dict[str, Any]], binding_rows: list[dict[str, Any]]) -> None:
+        bindings: dict[str, list[Binding]] = {}
+        for r in binding_rows:
+            bindings.setdefault(r["tenant_id"], []).append(
+                Binding(
+                    tenant_id=r["tenant_id"],
+                    channel=r["channel"],
+                    external_id=r["external_id"],
+                    secret_hash=bytes(r["secret_hash"] or b""),
+                    credentials=self._credentials(r["channel"], r["credentials"]),
+                    settings=r["settings"] or {},
+                )
             )
-            for r in tg_rows
+        telegram = {
+            b.tenant_id: TelegramBinding(
+                bot_id=b.external_id,
+                secret_hash=b.secret_hash,
+                bot_token=b.credentials.get("bot_token", Secret("")),
+            )
+            for bs in bindings.values()
+            for b in bs
+            if b.channel == "telegram"
         }
         tenants = {}
         for r in tenant_rows:
@@ -120,9 +171,13 @@ class Directory:
                 gateway_token=self._box.open(bytes(token)) if token else Secret(""),
                 gateway_agent_id=r["gateway_agent_id"],
                 telegram=telegram.get(r["tenant_id"]),
+                bindings=tuple(bindings.get(r["tenant_id"], ())),
             )
         self._tenants = tenants
         self._by_bot = {t.telegram.bot_id: t for t in tenants.values() if t.telegram}
+        self._by_binding = {
+            (b.channel, b.external_id): (t, b) for t in tenants.values() for b in t.bindings
+        }
         self.version += 1
         self.loaded.set()
 
