@@ -25,6 +25,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from common.breaker import DlqBreaker, DlqBreakerTripped
 from common.errors import InvalidEvent
 from common.kafka import EventSink
 from common.settings import Settings
@@ -72,6 +73,7 @@ class KafkaWorker:
         lane_of: LaneOf | None = None,
         max_in_flight: int = 256,
         retry_cap_s: float = 30.0,
+        breaker: DlqBreaker | None = None,
         **consumer_config: Any,
     ) -> None:
         self.stage = stage
@@ -99,8 +101,15 @@ class KafkaWorker:
         self._lanes: dict[str, asyncio.Queue[Event]] = {}
         self._lane_tasks: dict[str, asyncio.Task[None]] = {}
         self._in_flight = 0
+        self._running = 0
         self._paused = False
         self._stopping = asyncio.Event()
+        self._breaker = breaker or DlqBreaker(
+            ratio=settings.dlq_breaker_ratio,
+            window=settings.dlq_breaker_window,
+            min_events=settings.dlq_breaker_min_events,
+        )
+        self.tripped: str | None = None
         self.processed = 0
 
     async def run(self) -> None:
@@ -119,6 +128,8 @@ class KafkaWorker:
                     last_commit = time.monotonic()
             await self._drain()
             self._commit(asynchronous=False)
+            if self.tripped:
+                raise DlqBreakerTripped(self.tripped)
         finally:
             for task in self._lane_tasks.values():
                 task.cancel()
@@ -164,7 +175,13 @@ class KafkaWorker:
                     self._lane_tasks.pop(lane, None)
                     return
                 continue
-            await self._process(event)
+            if self._stopping.is_set():
+                return  # left unfinished: its offset is not committed, it is redelivered
+            self._running += 1
+            try:
+                await self._process(event)
+            finally:
+                self._running -= 1
             self._finish(event)
 
     async def _process(self, event: Event) -> None:
@@ -175,10 +192,16 @@ class KafkaWorker:
                     raise InvalidEvent(f"undecodable: {event.value['__invalid__']}")
                 await self._handler(event)
                 EVENTS_PROCESSED.labels(self.stage, "ok").inc()
+                self._breaker.record(False)
                 return
             except InvalidEvent as err:
                 await self._dead_letter(event, err.reason)
                 EVENTS_PROCESSED.labels(self.stage, "dead_letter").inc()
+                self._breaker.record(True, err.reason)
+                if self._breaker.tripped and not self.tripped:
+                    self.tripped = self._breaker.explain(self.stage)
+                    log.critical("%s", self.tripped)
+                    self._stopping.set()
                 return
             except asyncio.CancelledError:
                 raise
@@ -294,5 +317,5 @@ class KafkaWorker:
 
     async def _drain(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        while self._in_flight > 0 and time.monotonic() < deadline:
+        while self._running > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

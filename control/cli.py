@@ -90,7 +90,13 @@ def _service(name: str) -> Callable[[Settings], Coroutine[Any, Any, None]]:
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    asyncio.run(_service(args.service)(settings))
+    from common.breaker import DlqBreakerTripped
+
+    try:
+        asyncio.run(_service(args.service)(settings))
+    except DlqBreakerTripped as err:
+        print(f"openclaw-saas run {args.service}: {err}", file=sys.stderr)
+        return 3
     return 0
 
 
