@@ -74,6 +74,8 @@ class Settings:
     sender_attempts: int = 5
     # Port of the Prometheus /metrics endpoint of worker processes (0: do not serve).
     metrics_port: int = 0
+    # Address that /metrics listens on (0.0.0.0 in containers, so Prometheus can scrape).
+    metrics_host: str = "127.0.0.1"
     # Log level of every process.
     log_level: str = "INFO"
     # Directory for the Faust worker's local state (RocksDB tables).
@@ -82,6 +84,29 @@ class Settings:
     streams_store: str = "rocksdb://"
     # Seconds between directory refreshes when LISTEN/NOTIFY is silent (safety net).
     directory_refresh_s: float = 30.0
+    # Dead-letter breaker: a stage stops when more than this share of its recent events
+    # (the last DLQ_BREAKER_WINDOW, once DLQ_BREAKER_MIN_EVENTS were seen) was dead-lettered.
+    dlq_breaker_ratio: float = 0.5
+    dlq_breaker_window: int = 200
+    dlq_breaker_min_events: int = 50
+    # Mail domain of the agents' addresses (agent-<id>@MAIL_DOMAIN); the SMTP greeting name.
+    mail_domain: str = "agents.localhost"
+    # Address the inbound SMTP server listens on (production: port 25 behind the MX record).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    # Largest mail accepted, in bytes (advertised as SIZE; larger: 552).
+    smtp_max_message_bytes: int = 10 * 1024 * 1024
+    # SMTP relay (smarthost) that sends outgoing mail: agent replies, notifications.
+    smtp_relay_host: str = "127.0.0.1"
+    smtp_relay_port: int = 25
+    # WhatsApp Cloud API (Meta Graph API) base URL; tests and `make run` use a local stand-in.
+    whatsapp_graph_base: str = "https://graph.facebook.com"
+    # Graph API version in the send URL ({base}/{version}/{phone_number_id}/messages).
+    whatsapp_api_version: str = "v26.0"
+    # Seconds allowed for one Graph API call.
+    whatsapp_timeout_s: float = 15.0
+    # Largest WhatsApp webhook body accepted, in bytes (Meta sends up to 3 MB; larger: 413).
+    whatsapp_max_body_bytes: int = 3 * 1024 * 1024
     # Key for encrypting secrets at rest (base64, 32 bytes); empty in development.
     secrets_key: Secret = field(default_factory=lambda: Secret(""))
 
