@@ -4,6 +4,8 @@
     openclaw-saas topics create                create the Kafka topics of schemas/topics.yaml
     openclaw-saas tenant create ...            create a tenant (prints JSON, incl. webhook)
     openclaw-saas tenant list                  list tenants (JSON, no secrets)
+    openclaw-saas tenant set-webhook TENANT    new secret token + Telegram setWebhook
+    openclaw-saas tenant unbind-telegram TENANT   Telegram deleteWebhook, remove the binding
     openclaw-saas run SERVICE                  run one service in the foreground
     openclaw-saas dev                          the whole local stack (what `make run` does)
 
@@ -60,14 +62,66 @@ def _cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int:
     except TenantError as err:
         print(json.dumps({"error": str(err)}), file=sys.stderr)
         return 2
+    if "telegram" in out and args.telegram_bot_token and not args.no_webhook:
+        from control.telegram_binding import BotApiError, register_created
+
+        try:
+            register_created(settings, out, args.telegram_bot_token)
+        except BotApiError as err:
+            print(json.dumps(out, indent=2))
+            print(
+                f"warning: tenant {out['tenant_id']} was created but its Telegram webhook is"
+                f" not set ({err.reason}); fix the cause, then run"
+                f" `openclaw-saas tenant set-webhook {out['tenant_id']}`",
+                file=sys.stderr,
+            )
+            return 3
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _cmd_tenant_telegram(settings: Settings, args: argparse.Namespace) -> int:
+    from control.telegram_binding import BotApiError, reset_webhook, unbind
+    from control.tenants import TenantError
+
+    try:
+        if args.tenant_command == "set-webhook":
+            out = reset_webhook(settings, args.tenant)
+        else:
+            out = unbind(settings, args.tenant, force=args.force)
+    except TenantError as err:
+        print(json.dumps({"error": str(err)}), file=sys.stderr)
+        return 2
+    except BotApiError as err:
+        print(json.dumps({"error": err.reason}), file=sys.stderr)
+        return 3
+    print(json.dumps(out, indent=2))
+    return 0 if out.get("webhook_deleted", True) else 3
 
 
 def _cmd_tenant_list(settings: Settings, _args: argparse.Namespace) -> int:
     from control.tenants import list_tenants
 
     print(json.dumps(list_tenants(settings), indent=2, default=str))
+    return 0
+
+
+def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from control.dlq import DLQ_TOPICS, read_dead_letters, replay
+
+    topics = [t for t in DLQ_TOPICS if args.topic in (None, t.value)]
+    if not topics:
+        print(f"unknown dead-letter topic {args.topic!r}", file=sys.stderr)
+        return 2
+    if args.dlq_command == "list":
+        for topic in topics:
+            for entry in read_dead_letters(settings, topic):
+                print(json.dumps(entry.summary()))
+        return 0
+    if args.topic is None:
+        print("replay needs --topic", file=sys.stderr)
+        return 2
+    print(json.dumps(replay(settings, topics[0], stage=args.stage, reason=args.reason)))
     return 0
 
 
@@ -141,6 +195,38 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_tenant_create)
     ls = tsub.add_parser("list", help="list tenants as JSON (no secrets)")
     ls.set_defaults(func=_cmd_tenant_list)
+    c.add_argument(
+        "--no-webhook",
+        action="store_true",
+        help="do not call Telegram setWebhook (default: set it; exit 3 if that fails)",
+    )
+    w = tsub.add_parser(
+        "set-webhook",
+        help="Telegram: new webhook secret token, setWebhook, print it (retry after a failure)",
+    )
+    w.add_argument("tenant", help="tenant id or agent id")
+    w.set_defaults(func=_cmd_tenant_telegram)
+    u = tsub.add_parser(
+        "unbind-telegram",
+        help="Telegram: deleteWebhook, then remove the bot binding (kept if Telegram fails)",
+    )
+    u.add_argument("tenant", help="tenant id or agent id")
+    u.add_argument(
+        "--force", action="store_true", help="remove the binding even if deleteWebhook fails"
+    )
+    u.set_defaults(func=_cmd_tenant_telegram)
+
+    p = sub.add_parser("dlq", help="dead-letter topics: list what failed and why, replay it")
+    dsub = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    for action, text in (
+        ("list", "print every dead letter as a JSON line (stage, source, reason)"),
+        ("replay", "re-produce dead letters to their source topic (idempotent downstream)"),
+    ):
+        a = dsub.add_parser(action, help=text)
+        a.add_argument("--topic", help="a dead-letter topic, e.g. messages.admitted.dlq")
+        a.add_argument("--stage", help="only dead letters of this stage")
+        a.add_argument("--reason", help="only dead letters whose reason contains this text")
+    p.set_defaults(func=_cmd_dlq)
 
     p = sub.add_parser("run", help="run one service in the foreground until SIGINT/SIGTERM")
     p.add_argument(

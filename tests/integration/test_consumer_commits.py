@@ -111,3 +111,60 @@ async def test_breaker_stops_a_stage_that_dead_letters_everything(settings: Sett
     dead = _dlq_count(settings)
     assert 5 <= dead < 20  # it stopped instead of draining the topic
     assert _committed(settings, settings.group("breaker")) == dead
+
+
+async def test_dead_letters_can_be_listed_and_replayed(settings: Settings) -> None:
+    from control.dlq import DeadLetterEntry, read_dead_letters, replay
+
+    producer = EventProducer(settings)
+    for i in range(3):
+        await producer.send(Topic.SESSION_EVENTS, "k", _session_event(i), timeout=30)
+    seen: list[str] = []
+    broken = {"e1"}
+
+    async def handler(event: Event) -> None:
+        if event.value["event_id"] in broken:
+            raise InvalidEvent("tenant_missing: no such tenant")
+        seen.append(event.value["event_id"])
+
+    def worker() -> KafkaWorker:
+        return KafkaWorker(
+            settings,
+            stage="sync",
+            group="replay",
+            topics=[Topic.SESSION_EVENTS],
+            handler=handler,
+            producer=producer,
+        )
+
+    first = worker()
+    task = asyncio.create_task(first.run())
+
+    async def two_seen() -> bool:
+        return len(seen) == 2
+
+    await eventually(two_seen, timeout=60, what="two good events")
+    entries: list[DeadLetterEntry] = []
+
+    async def listed() -> bool:  # the DLQ write may trail the good events by a moment
+        entries[:] = await asyncio.to_thread(
+            lambda: list(read_dead_letters(settings, Topic.SESSION_EVENTS_DLQ))
+        )
+        return len(entries) == 1
+
+    await eventually(listed, timeout=30, what="one dead letter")
+    summary = entries[0].summary()
+    assert summary["stage"] == "sync" and summary["reason"].startswith("tenant_missing")
+    assert codec.decode(entries[0].record["payload"])["event_id"] == "e1"
+
+    broken.clear()  # the operator fixed the cause
+    counts = await asyncio.to_thread(replay, settings, Topic.SESSION_EVENTS_DLQ, stage="sync")
+    assert counts == {"replayed": 1}
+
+    async def three_seen() -> bool:
+        return sorted(seen) == ["e0", "e1", "e2"]
+
+    await eventually(three_seen, timeout=60, what="the replayed event")
+    first.stop()
+    await asyncio.wait_for(task, 30)
+    producer.close()
