@@ -38,7 +38,7 @@ def _tenant(
     assert stack.gateway is not None
     token = _bot_token()
     telegram.register_bot(token)
-    return create_tenant(
+    created = create_tenant(
         settings,
         NewTenant(
             name=name,
@@ -50,6 +50,7 @@ def _tenant(
             gateway_agent_id=agent,
         ),
     )
+    return {**created, "bot_token": token}
 
 
 def _update(update_id: int, chat_id: int, text: str) -> dict[str, Any]:
@@ -144,3 +145,10 @@ async def test_two_tenants_round_trip(settings: Settings, stack: Stack, tmp_path
         codes = await asyncio.to_thread(group.stop)
         await telegram.stop()
     assert all(code in (0, -15) for code in codes.values()), codes
+    assert stack.gateway is not None
+    secrets_used = [a["bot_token"], b["bot_token"], stack.gateway.token]
+    secrets_used += [t["telegram"]["secret_token"] for t in (a, b)]
+    for log in (tmp_path / "logs").glob("*.log"):
+        text = log.read_text(errors="replace")
+        leaked = [s[:6] + "..." for s in secrets_used if s in text]
+        assert not leaked, f"{log.name} contains secrets {leaked}"
