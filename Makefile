@@ -46,3 +46,16 @@ run: setup ## set up and run the whole pipeline locally (Ctrl-C stops it)
 
 clean: ## remove local state (not the download cache)
 	rm -rf .state
+
+.PHONY: bench compose-check
+bench: setup ## benchmarks on the real broker and database (not part of `make test`): table + bench/results.json
+	$(NETNS) $(BIN)/python -m bench
+
+compose-check: ## validate docker-compose.yml (`docker compose config`, or Debian's docker-compose)
+	@if docker compose version >/dev/null 2>&1; then docker compose config -q; \
+	else docker-compose config -q; fi
+	@echo "docker-compose.yml is valid"
+
+.PHONY: image
+image: fetch ## build the OpenClaw gateway image rootfs (cached); with DOCKER_HOST set, import it there
+	$(BIN)/python -m devstack.docker_engine image

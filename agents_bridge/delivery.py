@@ -3,17 +3,18 @@
 The lane is `tenant:conversation`, so the replies of one chat go out one at a time and in
 order. A reply longer than Telegram's 4096 characters goes out as several messages.
 
-Failures: each Telegram call is retried `settings.sender_attempts` times, waiting at least
-the `retry_after` Telegram asked for on a 429; then the reply is dead-lettered
-(`telegram_unavailable: …`). A permanent refusal (400 chat not found, 403 bot blocked,
-401 revoked token), an unknown tenant, a tenant without a Telegram bot, or a channel
-without a sender yet (WhatsApp, email) → `InvalidEvent` → messages.outbound.dlq.
+Telegram (`agents_bridge.telegram_delivery`): paced per chat and per bot; each call is
+retried `settings.sender_attempts` times, waiting at least the `retry_after` Telegram
+asked for on a 429; then the reply is dead-lettered (`telegram_unavailable: …`). A
+permanent refusal (400 chat not found, 403 bot blocked, 401 revoked token), an unknown
+tenant, a tenant without a Telegram bot, or a channel without a sender yet → `InvalidEvent`
+→ messages.outbound.dlq. Each chunk's result is recorded in `outbound_deliveries`.
 
 Idempotency has an at-least-once limit: this process remembers (bounded) the reply
-event_ids it delivered and how many chunks of a long reply already went out, so a
-redelivery or retry *in the same process* sends nothing twice. After a crash or a
-partition moving to another process between the send and the offset commit, Telegram
-can receive the reply again; the Bot API has no idempotency key to prevent that.
+event_ids it delivered, and the chunks already sent are read back from
+`outbound_deliveries`, so a redelivery sends nothing twice. Only a crash between a send
+and its record can make Telegram receive that chunk again; the Bot API has no
+idempotency key to prevent that.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from agents_bridge.channels import ChannelDelivery
+from agents_bridge.deliveries import DeliveryLog
+from agents_bridge.pacing import Pacer
 from agents_bridge.ports import TenantLookup
 from agents_bridge.retry import RetryPolicy
-from agents_bridge.telegram_sender import TelegramSender, split_text
+from agents_bridge.telegram_delivery import TelegramDelivery
+from agents_bridge.telegram_sender import TelegramSender
 from common.consumer import Event, KafkaWorker
-from common.errors import InvalidEvent, RetryableError
+from common.errors import InvalidEvent
 from common.kafka import EventProducer
-from common.settings import Secret, Settings
+from common.settings import Settings
 from common.telemetry import CHANNEL_SENDS
 from common.topics import Topic
 
@@ -56,13 +61,23 @@ class Delivery:
         telegram: TelegramSender,
         policy: RetryPolicy | None = None,
         remember: int = _REMEMBER,
+        pacer: Pacer | None = None,
+        deliveries: DeliveryLog | None = None,
+        channels: Mapping[str, ChannelDelivery] | None = None,
     ) -> None:
-        self._directory = directory
-        self._telegram = telegram
-        self._policy = policy or RetryPolicy(attempts=settings.sender_attempts)
         self._remember = remember
         self._delivered: OrderedDict[str, None] = OrderedDict()
-        self._progress: OrderedDict[str, int] = OrderedDict()  # chunks already sent
+        self._telegram = TelegramDelivery(
+            directory=directory,
+            sender=telegram,
+            policy=policy or RetryPolicy(attempts=settings.sender_attempts),
+            pacer=pacer,
+            deliveries=deliveries,
+            remember=remember,
+        )
+        # Every channel's deliverer by channel name (agents_bridge.channels).
+        self._channels: dict[str, ChannelDelivery] = {"telegram": self._telegram}
+        self._channels.update(channels or {})
 
     def delivered(self, event_id: str) -> bool:
         return event_id in self._delivered
@@ -75,43 +90,11 @@ class Delivery:
             CHANNEL_SENDS.labels(channel, "duplicate").inc()
             log.info("%s: %s already delivered, skipping", STAGE, event_id)
             return
-        if channel != "telegram":
+        deliverer = self._channels.get(channel)
+        if deliverer is None:
             raise InvalidEvent("channel_not_supported_yet")
-        await self._send_telegram(reply)
+        await deliverer.deliver(reply)
         self._mark(self._delivered, event_id, None)
-        self._progress.pop(event_id, None)
-
-    async def _send_telegram(self, reply: Mapping[str, Any]) -> None:
-        token = self._bot_token(reply["tenant_id"])
-        route = reply.get("reply_route") or {}
-        chat_id = route.get("chat_id") or reply["conversation_id"]
-        thread_id = route.get("message_thread_id")
-        chunks = split_text(reply["text"])
-        if not chunks:
-            log.info("%s: %s has no text, nothing to send", STAGE, reply["event_id"])
-            return
-        for index in range(self._progress.get(reply["event_id"], 0), len(chunks)):
-            await self._send_chunk(token, chat_id, chunks[index], thread_id)
-            self._mark(self._progress, reply["event_id"], index + 1)
-
-    async def _send_chunk(
-        self, token: Secret, chat_id: str, text: str, thread_id: str | None
-    ) -> None:
-        async def attempt(_n: int) -> int:
-            return await self._telegram.send_message(token, chat_id, text, thread_id=thread_id)
-
-        try:
-            await self._policy.run(attempt)
-        except RetryableError as err:
-            raise InvalidEvent(f"telegram_unavailable: {err.reason}") from None
-
-    def _bot_token(self, tenant_id: str) -> Secret:
-        tenant = self._directory.tenant(tenant_id)
-        if tenant is None:
-            raise InvalidEvent("unknown_tenant")
-        if tenant.telegram is None or not tenant.telegram.bot_token:
-            raise InvalidEvent("no_telegram_binding")
-        return tenant.telegram.bot_token
 
     def _mark(self, seen: OrderedDict[str, Any], event_id: str, value: Any) -> None:
         seen[event_id] = value

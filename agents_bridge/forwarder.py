@@ -13,6 +13,9 @@ retried `settings.gateway_attempts` times; then `InvalidEvent("gateway_unavailab
 so no message is dropped silently. The three produces are awaited before the handler
 returns, so the offset is committed only after the side effect.
 
+While the gateway works, `indicator` shows it to the user (Telegram: "typing…",
+`agents_bridge.typing_indicator`); best effort, it never delays or fails the message.
+
 Delivery is at least once: after a crash between the gateway answer and the produces the
 message is forwarded again (a second agent turn). Within one process, an answer whose
 produces failed is kept (bounded) and re-published on retry without asking the gateway again.
@@ -35,6 +38,7 @@ from agents_bridge.gateway_client import (
     session_user,
 )
 from agents_bridge.ports import EventSink, TenantLookup, epoch_ms
+from agents_bridge.typing_indicator import NoIndicator, WorkIndicator
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent
 from common.kafka import EventProducer
@@ -71,7 +75,9 @@ class Forwarder:
         directory: TenantLookup,
         gateway: Gateway,
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        indicator: WorkIndicator | None = None,
     ) -> None:
+        self._indicator = indicator or NoIndicator()
         self._per_tenant = settings.gateway_concurrency_per_tenant
         self._producer = producer
         self._directory = directory
@@ -87,7 +93,8 @@ class Forwarder:
         kept = self._answers.get(event_id)
         if kept is None:
             target = self._target(msg["tenant_id"])
-            reply = await self._ask(target, msg)
+            async with self._indicator.working(msg):
+                reply = await self._ask(target, msg)
             kept = (target.agent_id, reply)
             self._keep(event_id, kept)
         agent_id, reply = kept

@@ -2,7 +2,9 @@
 
 - `run_forwarder(settings)`: messages.admitted → gateway → messages.outbound, session.events,
   usage.records (`agents_bridge.forwarder`);
-- `run_delivery(settings)`: messages.outbound → Telegram (`agents_bridge.delivery`).
+- `run_delivery(settings)`: messages.outbound → Telegram, WhatsApp, email
+  (`agents_bridge.delivery`), and beside it channel.statuses → PostgreSQL
+  (`agents_bridge.status_recorder`).
 
 On a signal the worker stops polling, finishes (drains) what is in flight, commits, and
 then the HTTP session, the directory and the producer (flushing) are closed in that order.
@@ -19,9 +21,15 @@ from typing import Protocol
 
 import aiohttp
 
-from agents_bridge import delivery, forwarder
+from agents_bridge import delivery, forwarder, status_recorder, whatsapp_delivery
+from agents_bridge.channels import WorkerGroup
+from agents_bridge.deliveries import PgDeliveryLog
+from agents_bridge.email_drafts import DraftStore
+from agents_bridge.email_sender import EmailSender
 from agents_bridge.gateway_client import GatewayClient
 from agents_bridge.telegram_sender import TelegramSender
+from agents_bridge.typing_indicator import TelegramTyping
+from common.db import open_pool
 from common.directory import Directory
 from common.kafka import EventProducer
 from common.settings import Settings
@@ -39,19 +47,46 @@ class Stoppable(Protocol):
 async def run_forwarder(settings: Settings) -> None:
     """Run the forwarder worker until SIGTERM/SIGINT."""
     async with _resources(settings) as (producer, directory, http):
+        typing = TelegramTyping(TelegramSender(http, settings), directory)
         handler = forwarder.Forwarder(
-            settings, producer=producer, directory=directory, gateway=GatewayClient(http, settings)
+            settings,
+            producer=producer,
+            directory=directory,
+            gateway=GatewayClient(http, settings),
+            indicator=typing,
         )
-        await run_until_signalled(forwarder.build_worker(settings, handler, producer))
+        try:
+            await run_until_signalled(forwarder.build_worker(settings, handler, producer))
+        finally:
+            await typing.close()
 
 
 async def run_delivery(settings: Settings) -> None:
     """Run the delivery worker until SIGTERM/SIGINT."""
     async with _resources(settings) as (producer, directory, http):
-        handler = delivery.Delivery(
-            settings, directory=directory, telegram=TelegramSender(http, settings)
-        )
-        await run_until_signalled(delivery.build_worker(settings, handler, producer))
+        pool = await open_pool(settings, max_size=4)  # outbound_deliveries, message_statuses
+        try:
+            whatsapp = whatsapp_delivery.build(settings, http, directory, pool, producer)
+            handler = delivery.Delivery(
+                settings,
+                directory=directory,
+                telegram=TelegramSender(http, settings),
+                deliveries=PgDeliveryLog(pool),
+                channels={"whatsapp": whatsapp, "email": _email(settings, directory)},
+            )
+            statuses = status_recorder.StatusRecorder(pool)
+            workers = WorkerGroup(
+                delivery.build_worker(settings, handler, producer),
+                status_recorder.build_worker(settings, statuses, producer),
+            )
+            await run_until_signalled(workers)
+        finally:
+            await pool.close()
+
+
+def _email(settings: Settings, directory: Directory) -> EmailSender:
+    """Email replies through the SMTP relay, or drafts for tenants in approve mode."""
+    return EmailSender(settings, directory=directory, drafts=DraftStore(settings))
 
 
 async def run_until_signalled(worker: Stoppable) -> None:
@@ -77,7 +112,7 @@ async def _resources(
     settings: Settings,
 ) -> AsyncIterator[tuple[EventProducer, Directory, aiohttp.ClientSession]]:
     setup_logging(settings.log_level)
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     producer = EventProducer(settings)
     directory = Directory(settings)
     try:

@@ -64,6 +64,9 @@ class Tenant:
     gateway_agent_id: str | None
     telegram: TelegramBinding | None
     bindings: tuple[Binding, ...] = ()
+    # The plan upgrade_to names, for upgrade prompts (upgrade_msg_limit None: unlimited).
+    upgrade_name: str | None = None
+    upgrade_msg_limit: int | None = None
 
     def binding(self, channel: str) -> Binding | None:
         """This tenant's binding on `channel`, if it has one."""
@@ -73,10 +76,12 @@ class Tenant:
 _TENANTS_SQL = """
 SELECT t.id::text AS tenant_id, t.agent_id, t.status,
        s.plan_id, p.msg_limit, p.upgrade_to, s.current_period_start, s.current_period_end,
-       g.base_url, g.token AS gateway_token, g.agent_id AS gateway_agent_id
+       g.base_url, g.token AS gateway_token, g.agent_id AS gateway_agent_id,
+       up.name AS upgrade_name, up.msg_limit AS upgrade_msg_limit
 FROM tenants t
 LEFT JOIN subscriptions s ON s.tenant_id = t.id
 LEFT JOIN plans p ON p.id = s.plan_id
+LEFT JOIN plans up ON up.id = p.upgrade_to
 LEFT JOIN tenant_gateways g ON g.tenant_id = t.id
 """
 _BINDINGS_SQL = """
@@ -172,6 +177,8 @@ class Directory:
                 gateway_agent_id=r["gateway_agent_id"],
                 telegram=telegram.get(r["tenant_id"]),
                 bindings=tuple(bindings.get(r["tenant_id"], ())),
+                upgrade_name=r.get("upgrade_name"),
+                upgrade_msg_limit=r.get("upgrade_msg_limit"),
             )
         self._tenants = tenants
         self._by_bot = {t.telegram.bot_id: t for t in tenants.values() if t.telegram}

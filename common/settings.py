@@ -107,6 +107,33 @@ class Settings:
     whatsapp_timeout_s: float = 15.0
     # Largest WhatsApp webhook body accepted, in bytes (Meta sends up to 3 MB; larger: 413).
     whatsapp_max_body_bytes: int = 3 * 1024 * 1024
+    # Stripe webhook endpoint secret (whsec_...): every POST /webhooks/stripe is verified.
+    stripe_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    # Seconds a Stripe-Signature timestamp may differ from now (Stripe's default: 300).
+    stripe_tolerance_s: int = 300
+    # Days of service after a failed payment, and days after it until the tenant is deleted.
+    billing_grace_days: float = 7.0
+    billing_delete_days: float = 30.0
+    # Seconds between the lifecycle service's checks of clock-driven transitions.
+    lifecycle_tick_s: float = 60.0
+    # Docker Engine API the provisioner drives (a unix socket or tcp://).
+    docker_host: str = "unix:///var/run/docker.sock"
+    # The OpenClaw gateway image (built locally by `make image`).
+    gateway_image: str = "openclaw-saas/gateway:2026.9.6"
+    # Agents per shared pool gateway before a new pool container is started.
+    pool_size: int = 20
+    # Host address gateway ports are published on (the bridge reaches gateways there).
+    gateway_publish_host: str = "127.0.0.1"
+    # Name prefix of the provisioner's containers, networks and volumes (one per deployment).
+    provisioner_prefix: str = "ocs-"
+    # Seconds to wait for a new gateway container's /readyz before giving up (retried later).
+    gateway_ready_timeout_s: float = 180.0
+    # Model provider of provisioned gateways (OpenAI-compatible); the key is passed as env.
+    gateway_llm_base_url: str = "https://api.openai.com/v1"
+    gateway_llm_model: str = "gpt-4o-mini"
+    gateway_llm_api_key: Secret = field(default_factory=lambda: Secret(""))
+    # Extra /etc/hosts entries for gateway containers ("name:ip,name:host-gateway").
+    gateway_extra_hosts: str = ""
     # Key for encrypting secrets at rest (base64, 32 bytes); empty in development.
     secrets_key: Secret = field(default_factory=lambda: Secret(""))
 

@@ -22,10 +22,10 @@ def setup_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def serve_metrics(port: int) -> None:
-    """Serve /metrics on 127.0.0.1:`port` (0 means: do not serve)."""
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serve /metrics on `host`:`port` (0 means: do not serve)."""
     if port:
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=host)
 
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -74,7 +74,44 @@ GATEWAY_ERRORS = Counter("gateway_errors_total", "Gateway failures by kind", ["k
 CHANNEL_SENDS = Counter(
     "channel_sends_total", "Outbound sends to a channel API by outcome", ["channel", "outcome"]
 )
+SEND_PACING_SECONDS = Histogram(
+    "send_pacing_wait_seconds",
+    "Time an outbound message waited for its chat's and bot's rate limits",
+    ["channel"],
+    buckets=LATENCY_BUCKETS,
+)
+TYPING_ACTIONS = Counter(
+    "typing_actions_total",
+    "Typing indicators sent while an agent works, by channel and outcome",
+    ["channel", "outcome"],
+)
+DELIVERY_RECORDS = Counter(
+    "delivery_records_total",
+    "Delivery results written to outbound_deliveries, by channel and outcome",
+    ["channel", "outcome"],
+)
+CHANNEL_STATUSES = Counter(
+    "channel_statuses_total",
+    "Provider message statuses recorded (accepted, sent, delivered, read, failed, received)",
+    ["channel", "status"],
+)
 # postgres
 PG_WRITE_SECONDS = Histogram(
     "postgres_write_seconds", "PostgreSQL write latency", ["table"], buckets=LATENCY_BUCKETS
+)
+# overage queue
+HELD_DEPTH = Gauge(
+    "overage_held_messages",
+    "Held messages not released yet (PostgreSQL held_messages, all tenants)",
+)
+# billing lifecycle and provisioning
+LIFECYCLE_DECISIONS = Counter(
+    "lifecycle_decisions_total",
+    "Tenant statuses the lifecycle decided (a change or a plan change), by status",
+    ["status"],
+)
+PROVISIONER_ACTIONS = Counter(
+    "provisioner_actions_total",
+    "Gateway reconciliations by result (serving, stopped, disabled, deleted, error)",
+    ["result"],
 )

@@ -25,6 +25,9 @@ class Topic(StrEnum):
     OUTBOUND_DLQ = "messages.outbound.dlq"
     SESSION_EVENTS_DLQ = "session.events.dlq"
     LIFECYCLE_DLQ = "tenants.lifecycle.dlq"
+    CHANNEL_STATUSES = "channel.statuses"
+    CHANNEL_STATUSES_DLQ = "channel.statuses.dlq"
+    RELEASES = "quota.releases"
 
     @property
     def schema(self) -> str:

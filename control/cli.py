@@ -4,8 +4,14 @@
     openclaw-saas topics create                create the Kafka topics of schemas/topics.yaml
     openclaw-saas tenant create ...            create a tenant (prints JSON, incl. webhook)
     openclaw-saas tenant list                  list tenants (JSON, no secrets)
+    openclaw-saas tenant show TENANT           lifecycle status, plan, container, health
     openclaw-saas tenant set-webhook TENANT    new secret token + Telegram setWebhook
     openclaw-saas tenant unbind-telegram TENANT   Telegram deleteWebhook, remove the binding
+    openclaw-saas whatsapp bind TENANT ...     bind a WhatsApp number (Cloud API) to a tenant
+    openclaw-saas whatsapp unbind TENANT ID    remove a tenant's WhatsApp number
+    openclaw-saas email bind|drafts|approve|discard   agent mail addresses, reply drafts
+    openclaw-saas usage show --tenant T        current period: used, limit, held, alerts
+    openclaw-saas overage release --tenant T   re-meter a tenant's held messages now
     openclaw-saas run SERVICE                  run one service in the foreground
     openclaw-saas dev                          the whole local stack (what `make run` does)
 
@@ -24,7 +30,7 @@ from typing import Any
 from common.settings import Settings, SettingsError
 from common.telemetry import setup_logging
 
-SERVICES = ("ingress", "streams", "forwarder", "delivery")
+SERVICES = ("ingress", "streams", "forwarder", "delivery", "smtp", "provisioner")
 
 
 def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
@@ -106,6 +112,17 @@ def _cmd_tenant_list(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tenant_show(settings: Settings, args: argparse.Namespace) -> int:
+    from control.tenant_status import show_tenant
+
+    out = show_tenant(settings, args.tenant)
+    if out is None:
+        print(json.dumps({"error": f"no tenant {args.tenant!r}"}), file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
 def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     from control.dlq import DLQ_TOPICS, read_dead_letters, replay
 
@@ -125,6 +142,72 @@ def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_whatsapp(settings: Settings, args: argparse.Namespace) -> int:
+    from control.tenants import TenantError
+    from control.whatsapp import WhatsAppNumber, bind_whatsapp, unbind_whatsapp
+
+    try:
+        if args.whatsapp_command == "bind":
+            number = WhatsAppNumber(
+                phone_number_id=args.phone_number_id,
+                access_token=args.access_token,
+                app_secret=args.app_secret,
+                verify_token=args.verify_token,
+                template=args.template,
+                template_language=args.template_language,
+                template_text_param=args.template_text_param,
+            )
+            out = bind_whatsapp(settings, args.tenant, number)
+        else:
+            out = unbind_whatsapp(settings, args.tenant, args.phone_number_id)
+    except TenantError as err:
+        print(json.dumps({"error": str(err)}), file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _cmd_email(settings: Settings, args: argparse.Namespace) -> int:
+    from control import email_admin as admin
+
+    try:
+        out: Any
+        if args.email_command == "bind":
+            out = admin.bind_email(
+                settings, args.tenant, address=args.address, reply_mode=args.reply_mode
+            )
+        elif args.email_command == "drafts":
+            out = admin.list_drafts(settings, tenant=args.tenant, status=args.status)
+        elif args.email_command == "approve":
+            out = admin.approve_draft(settings, args.id)
+        else:
+            out = admin.discard_draft(settings, args.id)
+    except admin.EmailAdminError as err:
+        print(json.dumps({"error": str(err)}), file=sys.stderr)
+        return 1 if args.email_command == "approve" else 2
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def _cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
+    from common.errors import KafkaUnavailable
+    from control.usage import UsageError, request_release, usage_show
+
+    try:
+        if args.command == "usage":
+            out = usage_show(settings, args.tenant)
+        else:
+            out = request_release(settings, args.tenant)
+    except UsageError as err:
+        print(json.dumps({"error": str(err)}), file=sys.stderr)
+        return 2
+    except KafkaUnavailable as err:
+        print(json.dumps({"error": f"request not sent: {err.reason}"}), file=sys.stderr)
+        return 1
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
 def _service(name: str) -> Callable[[Settings], Coroutine[Any, Any, None]]:
     if name == "ingress":
         from ingress.main import run as run_ingress
@@ -138,6 +221,14 @@ def _service(name: str) -> Callable[[Settings], Coroutine[Any, Any, None]]:
         from agents_bridge.main import run_forwarder
 
         return run_forwarder
+    if name == "smtp":
+        from ingress.smtp.main import run as run_smtp
+
+        return run_smtp
+    if name == "provisioner":
+        from agents_bridge.lifecycle_service import run_provisioner
+
+        return run_provisioner
     from agents_bridge.main import run_delivery
 
     return run_delivery
@@ -192,14 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--gateway-agent-id", help="agent id inside the gateway (default: the tenant's agent id)"
     )
-    c.set_defaults(func=_cmd_tenant_create)
-    ls = tsub.add_parser("list", help="list tenants as JSON (no secrets)")
-    ls.set_defaults(func=_cmd_tenant_list)
     c.add_argument(
         "--no-webhook",
         action="store_true",
         help="do not call Telegram setWebhook (default: set it; exit 3 if that fails)",
     )
+    c.set_defaults(func=_cmd_tenant_create)
+    ls = tsub.add_parser("list", help="list tenants as JSON (no secrets)")
+    ls.set_defaults(func=_cmd_tenant_list)
+    sh = tsub.add_parser(
+        "show", help="one tenant: lifecycle status, plan, gateway container and its health"
+    )
+    sh.add_argument("tenant", help="tenant id or agent id")
+    sh.set_defaults(func=_cmd_tenant_show)
     w = tsub.add_parser(
         "set-webhook",
         help="Telegram: new webhook secret token, setWebhook, print it (retry after a failure)",
@@ -228,12 +324,67 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--reason", help="only dead letters whose reason contains this text")
     p.set_defaults(func=_cmd_dlq)
 
+    p = sub.add_parser("whatsapp", help="WhatsApp Business numbers (Cloud API)")
+    wsub = p.add_subparsers(dest="whatsapp_command", required=True, metavar="ACTION")
+    b = wsub.add_parser(
+        "bind",
+        help="bind a number to a tenant (again: rotate its credentials); prints the webhook URL",
+    )
+    b.add_argument("tenant", help="tenant id or agent id")
+    b.add_argument("--phone-number-id", required=True, help="the number's Graph API id")
+    b.add_argument("--access-token", required=True, help="system-user access token")
+    b.add_argument("--app-secret", required=True, help="the Meta app's secret (signatures)")
+    b.add_argument("--verify-token", required=True, help="the webhook verify token")
+    b.add_argument("--template", help="approved template used outside the 24-hour window")
+    b.add_argument("--template-language", default="en_US", help="the template's language")
+    b.add_argument(
+        "--template-text-param",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pass the reply text as the template's body parameter {{1}}",
+    )
+    u = wsub.add_parser("unbind", help="remove a tenant's number")
+    u.add_argument("tenant", help="tenant id or agent id")
+    u.add_argument("phone_number_id")
+    p.set_defaults(func=_cmd_whatsapp)
+
+    p = sub.add_parser("email", help="email channel: agent addresses, reply drafts")
+    esub = p.add_subparsers(dest="email_command", required=True, metavar="ACTION")
+    b = esub.add_parser("bind", help="bind agent-<id>@MAIL_DOMAIN to a tenant, set the reply mode")
+    b.add_argument("tenant", help="tenant id or agent id")
+    b.add_argument("--address", help="agent-<id>@MAIL_DOMAIN or <id> (default: the agent id)")
+    b.add_argument(
+        "--reply-mode", choices=("auto", "approve"), help="auto: send; approve: keep drafts"
+    )
+    d = esub.add_parser("drafts", help="list reply drafts as JSON (oldest first)")
+    d.add_argument("--tenant", help="tenant id or agent id")
+    d.add_argument("--status", choices=("pending", "sent", "discarded", "all"), default="pending")
+    esub.add_parser("approve", help="send a draft through the SMTP relay").add_argument(
+        "id", type=int
+    )
+    esub.add_parser("discard", help="drop a draft without sending it").add_argument("id", type=int)
+    p.set_defaults(func=_cmd_email)
+
+    p = sub.add_parser("usage", help="message quotas")
+    usub = p.add_subparsers(dest="usage_command", required=True, metavar="ACTION")
+    q = usub.add_parser("show", help="current period: used, limit, held, alerts (JSON)")
+    q.add_argument("--tenant", required=True, help="tenant id or agent id")
+    p.set_defaults(func=_cmd_usage)
+    p = sub.add_parser("overage", help="the overage queue of held messages")
+    osub = p.add_subparsers(dest="overage_command", required=True, metavar="ACTION")
+    q = osub.add_parser(
+        "release", help="re-meter a tenant's held messages against its current allowance"
+    )
+    q.add_argument("--tenant", required=True, help="tenant id or agent id")
+    p.set_defaults(func=_cmd_usage)
+
     p = sub.add_parser("run", help="run one service in the foreground until SIGINT/SIGTERM")
     p.add_argument(
         "service",
         choices=SERVICES,
         help="ingress: webhooks -> Kafka; streams: Faust metering + session-sync; "
-        "forwarder: admitted -> OpenClaw gateway; delivery: replies -> channels",
+        "forwarder: admitted -> OpenClaw gateway; delivery: replies -> channels; "
+        "smtp: inbound mail -> Kafka; provisioner: tenants.lifecycle -> tenants + Docker",
     )
     p.set_defaults(func=_cmd_run)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from common.kafka import ensure_topics
 from common.settings import Settings
+from control import devrun_whatsapp
 from control.migrate import migrate
 from control.processes import ServiceError, ServiceGroup
 from control.tenants import NewTenant, create_tenant
@@ -56,6 +57,7 @@ def run_dev(base: Settings, *, state_dir: str, fresh: bool) -> int:
     with Stack(root / "stack", agents=("demo",)) as stack:
         assert stack.kafka and stack.postgres and stack.gateway
         tg_port = free_port()
+        wa_port = free_port()
         ingress_port = base.ingress_port if not port_open(base.ingress_port) else free_port()
         settings = Settings.from_env(
             {},
@@ -64,6 +66,7 @@ def run_dev(base: Settings, *, state_dir: str, fresh: bool) -> int:
                 "kafka_bootstrap": stack.kafka.bootstrap,
                 "database_url": stack.postgres.dsn,
                 "telegram_api_base": f"http://127.0.0.1:{tg_port}",
+                "whatsapp_graph_base": f"http://127.0.0.1:{wa_port}",
                 "ingress_port": ingress_port,
                 "public_base_url": f"http://127.0.0.1:{ingress_port}",
                 "streams_data_dir": str(root / "streams"),
@@ -89,12 +92,15 @@ def run_dev(base: Settings, *, state_dir: str, fresh: bool) -> int:
             [sys.executable, "-m", "devstack.telegram_api", "--port", str(tg_port)],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        devrun_whatsapp.bind_demo(settings, str(tenant["tenant_id"]))
+        wa_standin = devrun_whatsapp.start_standin(settings, wa_port)
         group = ServiceGroup(settings, SERVICES, root / "logs")
         try:
             _say(f"starting {', '.join(SERVICES)} (logs in {root / 'logs'})")
             group.start()
             group.wait_http_ready(f"http://127.0.0.1:{ingress_port}/readyz", 90)
             _print_try_it(tenant, ingress_port)
+            print(devrun_whatsapp.try_it(wa_port, _netns_prefix()), flush=True)
             while not stop.wait(1.0):
                 group.check_alive()
         except ServiceError as err:
@@ -105,6 +111,8 @@ def run_dev(base: Settings, *, state_dir: str, fresh: bool) -> int:
             group.stop()
             standin.terminate()
             standin.wait(10)
+            wa_standin.terminate()
+            wa_standin.wait(10)
             _say("stopping Kafka, PostgreSQL and the gateway")
     return 0
 
@@ -137,3 +145,8 @@ def _print_try_it(tenant: dict[str, object], port: int) -> None:
         "Ctrl-C stops everything.\n",
         flush=True,
     )
+
+
+def _netns_prefix() -> str:
+    """How a shell outside the loopback namespace reaches the servers inside it."""
+    return f"nsenter --net=/proc/{os.getpid()}/ns/net " if in_loopback_netns() else ""

@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -35,10 +35,18 @@ def _tail(path: Path, lines: int = 30) -> str:
 class ServiceGroup:
     """The services of one pipeline, started together and stopped together."""
 
-    def __init__(self, settings: Settings, services: Iterable[str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        services: Iterable[str],
+        log_dir: Path,
+        metrics_ports: Mapping[str, int] | None = None,
+    ) -> None:
         self.settings = settings
         self.services = list(services)
         self.log_dir = log_dir
+        # METRICS_PORT per service (workers serve /metrics there; ingress on its own port).
+        self.metrics_ports = dict(metrics_ports or {})
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def __enter__(self) -> ServiceGroup:
@@ -57,6 +65,8 @@ class ServiceGroup:
 
     def start_one(self, name: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        if name in self.metrics_ports:
+            env["METRICS_PORT"] = str(self.metrics_ports[name])
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "control.cli", "run", name],

@@ -5,12 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from ingress import stripe, whatsapp
 from ingress.telegram import telegram_webhook
 from ingress.typedefs import DIRECTORY, LIFECYCLE
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_post("/webhooks/telegram/{bot_id}", telegram_webhook)
+    stripe.setup(app)
+    whatsapp.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

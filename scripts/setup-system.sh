@@ -9,11 +9,18 @@ command -v mvn >/dev/null || need+=(maven)
 command -v npm >/dev/null || need+=(npm)
 command -v ip >/dev/null || need+=(iproute2)
 command -v unshare >/dev/null || need+=(util-linux)
+# a real Docker engine for the provisioner's tests (dockerd on a private socket) and the
+# static busybox of the locally built gateway image (no registry is reachable)
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v busybox >/dev/null || need+=(busybox-static)
+command -v promtool >/dev/null || need+=(prometheus)  # tests/ops: promtool and a real Prometheus
+command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
+command -v wrk >/dev/null || need+=(wrk)  # make bench: HTTP load
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi
 if [ ${#need[@]} -eq 0 ]; then
-  echo "setup-system: java, mvn, npm, postgresql, ip, unshare present"
+  echo "setup-system: java, mvn, npm, postgresql, ip, unshare, dockerd, busybox present"
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -24,3 +31,7 @@ echo "setup-system: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The prometheus package enables a system service; the tests start their own Prometheus.
+if [[ " ${need[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

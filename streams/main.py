@@ -26,11 +26,16 @@ from common.directory import Directory
 from common.kafka import EventProducer
 from common.settings import Settings
 from common.telemetry import serve_metrics
-from streams.agents import metering, session_sync
+from streams.agents import alert_mail, metering, session_sync, usage_sink
 from streams.agents.boundary import Producer
 from streams.agents.metering import Tenants
 from streams.app import create_app
+from streams.gauges import gauge_reporting
+from streams.held_store import HeldQueue, PgHeldQueue
+from streams.notifications import AlertMailer, PgAlertLedger, SmtpMailer
+from streams.release_watch import ReleaseWatch
 from streams.sessions_store import PgSessionsStore, SessionsStore
+from streams.usage_store import PgUsageStore, UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +50,17 @@ def build_app(
     tenants: Tenants,
     producer: Producer,
     store: SessionsStore,
+    held: HeldQueue,
+    usage: UsageStore,
+    mailer: AlertMailer,
     refresh: Callable[[], Awaitable[None]] | None = None,
 ) -> faust.App:
-    """The app with both agents (and the `meter_state` table) registered."""
+    """The app with every agent (and the `meter_state` table) registered."""
     app = create_app(settings)
-    metering.register(app, settings, tenants=tenants, producer=producer, refresh=refresh)
+    metering.register(app, settings, tenants=tenants, producer=producer, held=held, refresh=refresh)
     session_sync.register(app, settings, store=store, producer=producer)
+    usage_sink.register(app, settings, store=usage, producer=producer)
+    alert_mail.register(app, settings, mailer=mailer, producer=producer)
     return app
 
 
@@ -156,9 +166,9 @@ class _Worker(faust.Worker):
 
 
 async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run metering and session-sync until SIGINT/SIGTERM (or `stop` is set), then stop."""
+    """Run every agent until SIGINT/SIGTERM (or `stop` is set), then stop."""
     stop = stop if stop is not None else asyncio.Event()
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     with _signals_set(stop):
         async with contextlib.AsyncExitStack() as resources:
             directory = Directory(settings)
@@ -173,12 +183,22 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
                 tenants=directory,
                 producer=producer,
                 store=PgSessionsStore(pool),
+                held=PgHeldQueue(pool),
+                usage=PgUsageStore(pool),
+                mailer=AlertMailer(
+                    settings,
+                    PgAlertLedger(pool),
+                    SmtpMailer(settings.smtp_relay_host, settings.smtp_relay_port),
+                ),
                 refresh=directory.reload,
             )
             loop = asyncio.get_running_loop()
             created = await loop.run_in_executor(None, ensure_changelog_topics, settings, app)
             if created:
                 log.info("created changelog topics %s", created)
+            await resources.enter_async_context(gauge_reporting(settings, app))
+            watch = asyncio.create_task(ReleaseWatch(directory, producer, pool).run())
+            resources.push_async_callback(_cancel, watch)
             await serve(app, stop)
     log.info("stream worker stopped")
 
@@ -197,6 +217,12 @@ def _signals_set(event: asyncio.Event) -> Iterator[None]:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _close_producer(producer: EventProducer) -> None:

@@ -2,8 +2,8 @@
 
 `decide(state, event, tenant, now)` returns the tenant's next `MeterState` and the
 `Decision` for one inbound message. The agent (`streams.agents.metering`) stores the state
-as ONE table write per message (one changelog record, so the decision is atomic) and then
-sends the outputs. Counting stays exact under at-least-once delivery:
+as ONE table write (one changelog record, so the decision is atomic) and then sends the
+outputs. Counting stays exact under at-least-once delivery:
 
 - an event at or below the partition's `last_offset` was decided before (a replay after a
   crash): nothing is counted again and the recorded verdict is re-sent, byte for byte the
@@ -13,14 +13,20 @@ sends the outputs. Counting stays exact under at-least-once delivery:
 - a replayed offset older than the recent window needs nothing: the agent handles one event
   at a time and finishes its outputs before the next, so only the newest events of a tenant
   can have unsent outputs, and those are in the window;
-- a new subscription period (the tenant's `period_start` changed) restarts the count.
+- a new subscription period (the tenant's `period_start` changed) restarts the count, and
+  the alerts and notices of the period.
 
-Under the plan's `msg_limit` (or with no limit) a message is admitted and counted; at or
-over the limit it is held (overage and alerts are decided elsewhere).
+Under the plan's `msg_limit` (or with no limit), and with nothing held before it, a message
+is admitted and counted; the one whose count reaches 80% of the limit carries the period's
+soft alert. Otherwise it is held: it joins the tenant's overage queue (`held` counts it),
+the first hold of the period carries the hard alert, and the first hold of each conversation
+in the period carries a polite notice to the end user. Releasing held messages is
+`streams.overage`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -32,6 +38,8 @@ from common.errors import InvalidEvent
 
 #: How many verdicts a tenant's state remembers for replay and duplicate detection.
 RECENT_EVENTS = 64
+#: How many conversations a period remembers as notified (beyond: no more notices).
+NOTIFIED_MAX = 1024
 
 
 class Outcome(StrEnum):
@@ -45,6 +53,26 @@ class Kind(StrEnum):
     DONE = "done"  # decided long before: its outputs are known to be sent
 
 
+class Level(StrEnum):
+    SOFT = "soft"  # 80% of the period's messages
+    HARD = "hard"  # the limit: messages are held
+
+
+@dataclass(frozen=True)
+class Alert:
+    level: Level
+    used: int
+    limit: int
+
+    def to_json(self) -> list[Any]:
+        return [self.level.value, self.used, self.limit]
+
+    @classmethod
+    def from_json(cls, raw: Sequence[Any]) -> Alert:
+        level, used, limit = raw
+        return cls(Level(level), int(used), int(limit))
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What was decided for one message: all the outputs need."""
@@ -56,9 +84,11 @@ class Verdict:
     period_start_ms: int
     period_end_ms: int
     metered_at_ms: int
+    alerts: tuple[Alert, ...] = ()  # raised by this decision
+    notice: bool = False  # a held message whose conversation gets the polite notice
 
     def to_json(self) -> list[Any]:
-        return [
+        head: list[Any] = [
             self.event_id,
             self.outcome.value,
             self.count_in_period,
@@ -67,11 +97,99 @@ class Verdict:
             self.period_end_ms,
             self.metered_at_ms,
         ]
+        if self.alerts or self.notice:
+            head += [[a.to_json() for a in self.alerts], self.notice]
+        return head
 
     @classmethod
     def from_json(cls, raw: Sequence[Any]) -> Verdict:
-        event_id, outcome, count, plan_id, start, end, at = raw
-        return cls(str(event_id), Outcome(outcome), int(count), str(plan_id), start, end, at)
+        event_id, outcome, count, plan_id, start, end, at = raw[:7]
+        alerts = tuple(Alert.from_json(a) for a in raw[7]) if len(raw) > 7 else ()
+        notice = bool(raw[8]) if len(raw) > 8 else False
+        return cls(
+            str(event_id),
+            Outcome(outcome),
+            int(count),
+            str(plan_id),
+            start,
+            end,
+            at,
+            alerts,
+            notice,
+        )
+
+
+@dataclass(frozen=True)
+class Release:
+    """One release of held messages: enough to send its outputs again after a crash.
+
+    The messages released are the tenant's queue rows with `after_seq < seq <= upto_seq`,
+    except `skipped` (admitted before, never counted twice); the i-th released message is
+    number `first_count + i` (1-based) of the period.
+    """
+
+    trigger: str  # the event that caused it: "in:<event_id>" or "rq:<partition>:<offset>"
+    after_seq: int
+    upto_seq: int
+    first_count: int
+    plan_id: str
+    period_start_ms: int
+    period_end_ms: int
+    released_at_ms: int
+    skipped: tuple[str, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+
+    def verdicts(self, rows: Sequence[tuple[int, str]]) -> list[Verdict]:
+        """The admitted verdicts of this release, given queue rows (seq, event_id) in order."""
+        out: list[Verdict] = []
+        for seq, event_id in rows:
+            if self.after_seq < seq <= self.upto_seq and event_id not in self.skipped:
+                out.append(
+                    Verdict(
+                        event_id,
+                        Outcome.ADMITTED,
+                        self.first_count + len(out) + 1,
+                        self.plan_id,
+                        self.period_start_ms,
+                        self.period_end_ms,
+                        self.released_at_ms,
+                    )
+                )
+        return out
+
+    def to_json(self) -> list[Any]:
+        return [
+            self.trigger,
+            self.after_seq,
+            self.upto_seq,
+            self.first_count,
+            self.plan_id,
+            self.period_start_ms,
+            self.period_end_ms,
+            self.released_at_ms,
+            list(self.skipped),
+            [a.to_json() for a in self.alerts],
+        ]
+
+    @classmethod
+    def from_json(cls, raw: Sequence[Any]) -> Release:
+        trigger, after, upto, first, plan_id, start, end, at, skipped, alerts = raw
+        return cls(
+            str(trigger),
+            int(after),
+            int(upto),
+            int(first),
+            str(plan_id),
+            int(start),
+            int(end),
+            int(at),
+            tuple(str(s) for s in skipped),
+            tuple(Alert.from_json(a) for a in alerts),
+        )
+
+
+def _offsets(raw: Mapping[str, Any] | None) -> dict[int, int]:
+    return {int(p): int(o) for p, o in (raw or {}).items()}
 
 
 @dataclass(frozen=True)
@@ -82,6 +200,12 @@ class MeterState:
     count: int = 0  # messages admitted in the period
     last_offset: Mapping[int, int] = field(default_factory=dict)  # partition -> offset
     recent: tuple[Verdict, ...] = ()  # oldest first, at most RECENT_EVENTS
+    held: int = 0  # messages in the overage queue (all periods)
+    released_seq: int = 0  # queue rows with seq <= this are released
+    alerted: tuple[str, ...] = ()  # alert levels sent in the period
+    notified: tuple[str, ...] = ()  # conversation keys given the notice in the period
+    request_offset: Mapping[int, int] = field(default_factory=dict)  # quota.releases offsets
+    last_release: Release | None = None
 
     def verdict_for(self, event_id: str) -> Verdict | None:
         for verdict in reversed(self.recent):
@@ -93,33 +217,54 @@ class MeterState:
         last = self.last_offset.get(partition)
         return last is not None and offset <= last
 
+    def seen_request(self, partition: int, offset: int) -> bool:
+        last = self.request_offset.get(partition)
+        return last is not None and offset <= last
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "period_start": self.period_start_ms,
             "count": self.count,
             "last_offset": {str(p): o for p, o in sorted(self.last_offset.items())},
             "recent": [v.to_json() for v in self.recent],
         }
+        if self.held or self.released_seq:
+            out["held"], out["released_seq"] = self.held, self.released_seq
+        if self.alerted or self.notified:
+            out["alerted"], out["notified"] = list(self.alerted), list(self.notified)
+        if self.request_offset:
+            out["request_offset"] = {str(p): o for p, o in sorted(self.request_offset.items())}
+        if self.last_release is not None:
+            out["last_release"] = self.last_release.to_json()
+        return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any] | None) -> MeterState:
         if not raw:
             return cls()
+        release = raw.get("last_release")
         return cls(
             period_start_ms=raw.get("period_start"),
             count=int(raw.get("count", 0)),
-            last_offset={int(p): int(o) for p, o in raw.get("last_offset", {}).items()},
+            last_offset=_offsets(raw.get("last_offset")),
             recent=tuple(Verdict.from_json(v) for v in raw.get("recent", [])),
+            held=int(raw.get("held", 0)),
+            released_seq=int(raw.get("released_seq", 0)),
+            alerted=tuple(raw.get("alerted", ())),
+            notified=tuple(raw.get("notified", ())),
+            request_offset=_offsets(raw.get("request_offset")),
+            last_release=Release.from_json(release) if release else None,
         )
 
 
 @dataclass(frozen=True)
 class InboundRef:
-    """Where an inbound message sits: its id and its position in the source topic."""
+    """Where an inbound message sits: its id, its position, and its conversation."""
 
     event_id: str
     partition: int
     offset: int
+    conversation: str = ""  # <channel>:<conversation_id>, for the once-per-conversation notice
 
 
 @dataclass(frozen=True)
@@ -128,17 +273,69 @@ class Decision:
     verdict: Verdict | None  # None only for Kind.DONE
 
 
-def decide(
-    state: MeterState | None, event: InboundRef, tenant: Tenant | None, now: datetime
-) -> tuple[MeterState, Decision]:
-    """The tenant's next state and the decision for `event`.
-
-    Raises InvalidEvent for an unknown tenant or one without a subscription period.
-    """
+def check_tenant(tenant: Tenant | None) -> Tenant:
+    """The tenant, if metering can count for it; InvalidEvent otherwise."""
     if tenant is None:
         raise InvalidEvent("unknown tenant")
     if tenant.plan_id is None or tenant.period_start is None or tenant.period_end is None:
         raise InvalidEvent("tenant has no subscription")
+    return tenant
+
+
+def in_period(state: MeterState, tenant: Tenant) -> MeterState:
+    """`state` moved to the tenant's current period (a new period starts from zero)."""
+    assert tenant.period_start is not None
+    start = to_ms(tenant.period_start)
+    if state.period_start_ms == start:
+        return state
+    return replace(state, period_start_ms=start, count=0, alerted=(), notified=())
+
+
+def soft_threshold(limit: int) -> int:
+    """The count that is 80% of `limit`, rounded up (at least 1)."""
+    return max(1, (4 * limit + 4) // 5)
+
+
+def soft_alert(state: MeterState, limit: int | None, count: int) -> tuple[Alert, ...]:
+    """The soft alert due once `count` messages are admitted, if it is due now."""
+    if limit is None or limit <= 0 or Level.SOFT in state.alerted:
+        return ()
+    return (Alert(Level.SOFT, count, limit),) if count >= soft_threshold(limit) else ()
+
+
+def hard_alert(state: MeterState, limit: int | None, count: int) -> tuple[Alert, ...]:
+    """The hard alert, if this period has not had it yet."""
+    if limit is None or Level.HARD in state.alerted:
+        return ()
+    return (Alert(Level.HARD, count, limit),)
+
+
+def with_alerts(state: MeterState, alerts: Sequence[Alert]) -> MeterState:
+    if not alerts:
+        return state
+    return replace(state, alerted=(*state.alerted, *(a.level.value for a in alerts)))
+
+
+def conversation_key(conversation: str) -> str:
+    return hashlib.blake2b(conversation.encode(), digest_size=6).hexdigest()
+
+
+def decide(
+    state: MeterState | None,
+    event: InboundRef,
+    tenant: Tenant | None,
+    now: datetime,
+    *,
+    queued: bool = False,
+) -> tuple[MeterState, Decision]:
+    """The tenant's next state and the decision for `event`.
+
+    `queued`: the event is known to be in the overage queue already (its hold was decided
+    before but that state was lost in a crash, and a release just read its row and counted
+    it as held), so holding it again does not count it again.
+    Raises InvalidEvent for an unknown tenant or one without a subscription period.
+    """
+    tenant = check_tenant(tenant)
     state = state or MeterState()
 
     known = state.verdict_for(event.event_id)
@@ -147,27 +344,27 @@ def decide(
     if state.seen_offset(event.partition, event.offset):
         return state, Decision(Kind.DONE, None)
 
-    period_start = to_ms(tenant.period_start)
-    count = state.count if state.period_start_ms == period_start else 0
-    if tenant.msg_limit is None or count < tenant.msg_limit:
-        count += 1
-        outcome, position = Outcome.ADMITTED, count
-    else:
-        outcome, position = Outcome.HELD, 0
-    verdict = Verdict(
-        event_id=event.event_id,
-        outcome=outcome,
-        count_in_period=position,
-        plan_id=tenant.plan_id,
-        period_start_ms=period_start,
-        period_end_ms=to_ms(tenant.period_end),
-        metered_at_ms=to_ms(now),
-    )
+    current = in_period(state, tenant)
+    limit = tenant.msg_limit
+    assert current.period_start_ms is not None and tenant.plan_id and tenant.period_end
+    common = (tenant.plan_id, current.period_start_ms, to_ms(tenant.period_end), to_ms(now))
+    if current.held == 0 and (limit is None or current.count < limit):
+        count = current.count + 1
+        alerts = soft_alert(current, limit, count)
+        verdict = Verdict(event.event_id, Outcome.ADMITTED, count, *common, alerts)
+        new_state = replace(with_alerts(current, alerts), count=count)
+    else:  # at the limit, or behind messages already held: queue it
+        alerts = hard_alert(current, limit, current.count)
+        key = conversation_key(event.conversation) if event.conversation else ""
+        notice = bool(key) and key not in current.notified and len(current.notified) < NOTIFIED_MAX
+        verdict = Verdict(event.event_id, Outcome.HELD, 0, *common, alerts, notice)
+        new_state = replace(
+            with_alerts(current, alerts),
+            held=current.held + (0 if queued else 1),
+            notified=(*current.notified, key) if notice else current.notified,
+        )
     new_state = replace(
-        _at_offset(state, event),
-        period_start_ms=period_start,
-        count=count,
-        recent=(*state.recent, verdict)[-RECENT_EVENTS:],
+        _at_offset(new_state, event), recent=(*state.recent, verdict)[-RECENT_EVENTS:]
     )
     return new_state, Decision(Kind.NEW, verdict)
 

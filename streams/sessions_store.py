@@ -11,11 +11,12 @@ keeps what is there or is derived from what is there:
   that are still missing, and turns a `held` user message `admitted` (release from hold).
   A reply's `input_tokens` are copied onto the user message it answers, whichever of the
   two arrives first (replies are `reply:<event_id>`, see the SessionEvent schema);
-- `usage_logs` and `session_stats`: incremented only in the transaction that inserted the
-  message row (or admitted a held one), so a replay adds nothing.
+- `session_stats`: incremented only in the transaction that inserted the message row, so a
+  replay adds nothing.
 
-`usage_logs.period` and `session_stats.period` are the first day of the UTC calendar month of
-`occurred_at`: the subscription period is not part of a SessionEvent.
+`session_stats.period` is the first day of the UTC calendar month of `occurred_at`: the
+subscription period is not part of a SessionEvent. (`usage_logs`, per subscription period,
+is kept from usage.records by `streams.usage_store`, the stream billing sums.)
 
 Errors: `psycopg.IntegrityError` / `psycopg.DataError` (the tenant was deleted, a value
 PostgreSQL refuses) become `InvalidEvent`; everything else (`OperationalError`, pool
@@ -94,35 +95,22 @@ class SessionRow:
 class Increments:
     """What one event adds to the counters (all zero for a replay)."""
 
-    usage_messages: int = 0
-    usage_tokens: int = 0
     stats_sessions: int = 0
     stats_messages: int = 0
 
     def __bool__(self) -> bool:
-        return any(
-            (self.usage_messages, self.usage_tokens, self.stats_sessions, self.stats_messages)
-        )
+        return bool(self.stats_sessions or self.stats_messages)
 
 
-def increments(
-    row: SessionRow, *, inserted: bool, session_created: bool, released: bool
-) -> Increments:
+def increments(row: SessionRow, *, inserted: bool, session_created: bool) -> Increments:
     """Counter deltas, given what the event changed in `messages` and `sessions`.
 
     `inserted`: this event created the message row; `session_created`: it created the
-    session row; `released`: it turned an existing held user message admitted.
+    session row.
     """
-    if released:
-        return Increments(usage_messages=1)
     if not inserted:
         return Increments()
-    return Increments(
-        usage_messages=1 if row.role == "user" and row.status == "admitted" else 0,
-        usage_tokens=(row.token_count or 0) if row.role == "assistant" else 0,
-        stats_sessions=1 if session_created else 0,
-        stats_messages=1,
-    )
+    return Increments(stats_sessions=1 if session_created else 0, stats_messages=1)
 
 
 class SessionsStore(Protocol):
@@ -179,13 +167,6 @@ SET message_count = (SELECT count(*) FROM messages m
                      WHERE m.tenant_id = %(tenant_id)s AND m.session_id = %(session_id)s)
 WHERE tenant_id = %(tenant_id)s AND session_id = %(session_id)s
 """
-_USAGE = """
-INSERT INTO usage_logs (tenant_id, period, message_count, token_count)
-VALUES (%(tenant_id)s, %(period)s, %(messages)s, %(tokens)s)
-ON CONFLICT (tenant_id, period) DO UPDATE
-SET message_count = usage_logs.message_count + EXCLUDED.message_count,
-    token_count = usage_logs.token_count + EXCLUDED.token_count
-"""
 _STATS = """
 INSERT INTO session_stats (tenant_id, period, channel, session_count, message_count)
 VALUES (%(tenant_id)s, %(period)s, %(channel)s, %(sessions)s, %(messages)s)
@@ -217,20 +198,15 @@ async def write_event(conn: psycopg.AsyncConnection[Any], row: SessionRow) -> In
     if not created:
         await conn.execute(_TOUCH_SESSION, params)
     inserted = await (await conn.execute(_NEW_MESSAGE, params)).fetchone() is not None
-    released = False
     if not inserted:
         await conn.execute(_FILL_TOKENS, params)
         if row.role == "user" and row.status == "admitted":
-            released = await (await conn.execute(_RELEASE, params)).fetchone() is not None
+            await conn.execute(_RELEASE, params)
     if row.role == "assistant" and row.in_reply_to and row.input_tokens is not None:
         await conn.execute(_PROMPT_TOKENS, params)
     if inserted:
         await conn.execute(_COUNT_MESSAGES, params)
-    delta = increments(row, inserted=inserted, session_created=created, released=released)
-    if delta.usage_messages or delta.usage_tokens:
-        await conn.execute(
-            _USAGE, {**params, "messages": delta.usage_messages, "tokens": delta.usage_tokens}
-        )
+    delta = increments(row, inserted=inserted, session_created=created)
     if delta.stats_sessions or delta.stats_messages:
         await conn.execute(
             _STATS,

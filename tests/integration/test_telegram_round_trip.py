@@ -112,6 +112,29 @@ async def test_two_tenants_round_trip(settings: Settings, stack: Stack, tmp_path
         assert sent["222"].text == "STUB-REPLY #1 to: hello from bravo"
         assert str(sent["111"].bot_id) == a["telegram"]["bot_id"]
         assert str(sent["222"].bot_id) == b["telegram"]["bot_id"]
+        typing = {c.chat_id for c in telegram.calls if c.method == "sendChatAction"}
+        assert typing >= {"111", "222"}  # shown while each agent worked
+
+        async def delivery_rows() -> list[dict[str, Any]] | None:
+            rows = await _rows(
+                settings,
+                "SELECT conversation_id, chunk, status, provider_message_id"
+                " FROM outbound_deliveries WHERE tenant_id = ANY(%s::uuid[])"
+                " ORDER BY conversation_id",
+                [a["tenant_id"], b["tenant_id"]],
+            )
+            return rows if len(rows) == 2 else None
+
+        recorded = await eventually(delivery_rows, timeout=30, what="2 delivery results")
+        assert recorded == [
+            {
+                "conversation_id": chat,
+                "chunk": 0,
+                "status": "sent",
+                "provider_message_id": str(sent[chat].result["message_id"]),
+            }
+            for chat in ("111", "222")
+        ]
 
         async def session_rows() -> list[dict[str, Any]] | None:
             rows = await _rows(

@@ -14,6 +14,7 @@ from common.errors import KafkaUnavailable
 from common.settings import Secret
 from common.topics import Topic
 from schemas import codec
+from streams.held_store import HeldRow
 
 TENANT = "0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e"
 OTHER = "5d2e9a10-1f3b-4c6d-8e7f-9a0b1c2d3e4f"
@@ -179,3 +180,50 @@ def reply_record(
 def session_event(offset: int, record: Mapping[str, Any], *, partition: int = 0) -> Event:
     raw = codec.encode("session_event", record)
     return Event(Topic.SESSION_EVENTS, partition, offset, str(record["tenant_id"]).encode(), raw)
+
+
+class FakeHeldQueue:
+    """The overage queue in memory: rows in insertion order, idempotent by event id."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, str, bytes]] = []  # seq, tenant, event id, payload
+        self.released: dict[str, int] = {}  # tenant -> released up to seq (marked)
+        self.fail_next = 0
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise OSError("fake PostgreSQL is down")
+
+    async def put(
+        self,
+        tenant_id: str,
+        event_id: str,
+        conversation: str,
+        period_start_ms: int,
+        payload: bytes,
+    ) -> None:
+        self._maybe_fail()
+        if all(r[2] != event_id for r in self.rows):
+            self.rows.append((len(self.rows) + 1, tenant_id, event_id, payload))
+
+    async def after(self, tenant_id: str, after_seq: int, limit: int) -> list[HeldRow]:
+        self._maybe_fail()
+        mine = [HeldRow(s, e, p) for s, t, e, p in self.rows if t == tenant_id and s > after_seq]
+        return mine[:limit]
+
+    async def between(self, tenant_id: str, after_seq: int, upto_seq: int) -> list[HeldRow]:
+        self._maybe_fail()
+        return [
+            HeldRow(s, e, p)
+            for s, t, e, p in self.rows
+            if t == tenant_id and after_seq < s <= upto_seq
+        ]
+
+    async def mark_released(self, tenant_id: str, after_seq: int, upto_seq: int) -> None:
+        self._maybe_fail()
+        self.released[tenant_id] = max(self.released.get(tenant_id, 0), upto_seq)
+
+    def pending(self, tenant_id: str = TENANT) -> list[str]:
+        done = self.released.get(tenant_id, 0)
+        return [e for s, t, e, _ in self.rows if t == tenant_id and s > done]

@@ -4,19 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Mapping
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
+import faust
 import pytest
 
 from common.settings import Settings
-from streams.agents import metering, session_sync
+from streams.agents import alert_mail, metering, session_sync, usage_sink
 from streams.main import build_app, changelog_topics, serve
+from streams.notifications import AlertMailer
 from streams.sessions_store import Increments, SessionRow
-from tests.streams.streams_fakes import FakeDirectory, FakeProducer
+from tests.streams.streams_fakes import FakeDirectory, FakeHeldQueue, FakeProducer
 
 
 class NoStore:
     async def apply(self, row: SessionRow) -> Increments:
+        raise AssertionError("no events expected")
+
+
+class NoUsage:
+    async def apply(self, record: Mapping[str, Any]) -> bool:
+        raise AssertionError("no events expected")
+
+
+class NoLedger:
+    async def owner_to_mail(self, alert: Mapping[str, Any]) -> str | None:
+        raise AssertionError("no events expected")
+
+    async def mark_emailed(self, alert_id: str, to: str) -> None:
+        raise AssertionError("no events expected")
+
+
+class NoMailer:
+    async def send(self, message: EmailMessage) -> None:
         raise AssertionError("no events expected")
 
 
@@ -36,19 +59,41 @@ def settings(tmp_path: Path, bootstrap: str = "127.0.0.1:9092") -> Settings:
     )
 
 
-def test_both_agents_and_the_table_are_registered(tmp_path: Path) -> None:
-    app = build_app(
-        settings(tmp_path), tenants=FakeDirectory(), producer=FakeProducer(), store=NoStore()
+def app_of(s: Settings) -> faust.App:
+    return build_app(
+        s,
+        tenants=FakeDirectory(),
+        producer=FakeProducer(),
+        store=NoStore(),
+        held=FakeHeldQueue(),
+        usage=NoUsage(),
+        mailer=AlertMailer(s, NoLedger(), NoMailer()),
     )
-    assert set(app.agents) == {metering.STAGE, session_sync.STAGE}
+
+
+def test_every_agent_and_the_table_are_registered(tmp_path: Path) -> None:
+    app = app_of(settings(tmp_path))
+    assert set(app.agents) == {
+        metering.STAGE,
+        metering.RELEASE_STAGE,
+        session_sync.STAGE,
+        usage_sink.STAGE,
+        alert_mail.STAGE,
+    }
     topics = {t for agent in app.agents.values() for t in agent.channel.topics}
-    assert topics == {"t.messages.inbound", "t.session.events"}
+    assert topics == {
+        "t.messages.inbound",
+        "t.quota.releases",
+        "t.session.events",
+        "t.usage.records",
+        "t.quota.alerts",
+    }
     assert changelog_topics(app) == [("t.openclaw-saas.streams-meter_state-changelog", 3)]
 
 
 async def test_an_unreachable_broker_makes_serve_fail_fast(tmp_path: Path) -> None:
     s = settings(tmp_path, f"127.0.0.1:{closed_port()}")
-    app = build_app(s, tenants=FakeDirectory(), producer=FakeProducer(), store=NoStore())
+    app = app_of(s)
     stop = asyncio.Event()
     with pytest.raises(RuntimeError, match="Unable to bootstrap"):  # aiokafka's error
         await asyncio.wait_for(serve(app, stop, grace_s=5), timeout=30)

@@ -48,20 +48,17 @@ def test_period_is_the_utc_month() -> None:
 @pytest.mark.parametrize(
     ("record", "flags", "expected"),
     [
-        (session_record("e0"), (True, True, False), Increments(1, 0, 1, 1)),
-        (session_record("e0"), (True, False, False), Increments(1, 0, 0, 1)),
-        (session_record("e0", status="held"), (True, False, False), Increments(0, 0, 0, 1)),
-        (reply_record("e0", 100, 20), (True, False, False), Increments(0, 120, 0, 1)),
-        (session_record("e0"), (False, False, False), Increments()),
-        (reply_record("e0", 100, 20), (False, False, False), Increments()),
-        (session_record("e0"), (False, False, True), Increments(usage_messages=1)),
+        (session_record("e0"), (True, True), Increments(1, 1)),
+        (session_record("e0"), (True, False), Increments(0, 1)),
+        (session_record("e0", status="held"), (True, False), Increments(0, 1)),
+        (reply_record("e0", 100, 20), (True, False), Increments(0, 1)),
+        (session_record("e0"), (False, False), Increments()),
+        (reply_record("e0", 100, 20), (False, False), Increments()),
     ],
 )
-def test_increments(
-    record: dict[str, Any], flags: tuple[bool, bool, bool], expected: Increments
-) -> None:
-    inserted, created, released = flags
-    got = increments(row(record), inserted=inserted, session_created=created, released=released)
+def test_increments(record: dict[str, Any], flags: tuple[bool, bool], expected: Increments) -> None:
+    inserted, created = flags
+    got = increments(row(record), inserted=inserted, session_created=created)
     assert got == expected
     assert bool(got) == (expected != Increments())
 
@@ -104,7 +101,6 @@ async def snapshot(pool: AsyncConnectionPool[Any]) -> dict[str, list[tuple[Any, 
     queries = {
         "sessions": "SELECT * FROM sessions ORDER BY tenant_id, session_id",
         "messages": "SELECT * FROM messages ORDER BY event_id",
-        "usage_logs": "SELECT * FROM usage_logs ORDER BY tenant_id, period",
         "session_stats": "SELECT * FROM session_stats ORDER BY tenant_id, period, channel",
     }
     async with pool.connection() as conn:
@@ -147,12 +143,6 @@ async def test_a_conversation_lands_in_every_table(pool: AsyncConnectionPool[Any
                 )
             ).fetchall()
         }
-        usage = await (
-            await conn.execute(
-                "SELECT period, message_count, token_count FROM usage_logs WHERE tenant_id = %s",
-                (TENANT,),
-            )
-        ).fetchall()
         stats = await (
             await conn.execute(
                 "SELECT channel, session_count, message_count FROM session_stats"
@@ -172,8 +162,6 @@ async def test_a_conversation_lands_in_every_table(pool: AsyncConnectionPool[Any
         {"model": "stub-model"},
     )
     assert messages["e2"][:2] == ("user", "admitted")
-    # e0, e1 and the released e2 are billable messages; the reply's tokens count once
-    assert usage == [(date(2026, 11, 1), 3, 150)]
     assert stats == [("telegram", 2, 4)]
 
 

@@ -1,0 +1,104 @@
+"""Channel setup at provisioning: point a tenant's Telegram bot at our webhook.
+
+A bot bought with the checkout is bound by the lifecycle (`channel_bindings`, settings
+`{"webhook": "pending"}`, no secret yet: ingress refuses its updates, fail closed). Once
+the tenant's gateway serves, `TelegramWebhooks.ensure` calls `setWebhook` on
+TELEGRAM_API_BASE with `PUBLIC_BASE_URL/webhooks/telegram/<bot id>` and a fresh secret
+token, then stores only the token's hash. Idempotent: a set webhook is not set again.
+The bot token is in the request path: it never appears in a log line or an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import urllib.error
+import urllib.request
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from common.errors import RetryableError
+from common.secrets import SecretBox, token_hash
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class TelegramWebhooks:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._box = SecretBox(settings)
+
+    def ensure(self, tenant_id: str) -> int:
+        """Set every pending webhook of this tenant; returns how many were set now."""
+        with psycopg.connect(self._settings.database_url, row_factory=dict_row) as conn:
+            rows = conn.execute(
+                "SELECT id, external_id, credentials FROM channel_bindings WHERE tenant_id = %s"
+                " AND channel = 'telegram' AND settings->>'webhook' = 'pending'",
+                (tenant_id,),
+            ).fetchall()
+            done = 0
+            for row in rows:
+                token = self._box.open(bytes(row["credentials"])).value
+                secret = secrets.token_urlsafe(32)
+                url = (
+                    f"{self._settings.public_base_url.rstrip('/')}"
+                    f"/webhooks/telegram/{row['external_id']}"
+                )
+                outcome = self._set_webhook(token, url, secret)
+                if outcome is None:  # accepted
+                    conn.execute(
+                        "UPDATE channel_bindings SET secret_hash = %s,"
+                        " settings = settings || %s WHERE id = %s",
+                        (
+                            token_hash(secret),
+                            Jsonb({"webhook": "set", "webhook_url": url}),
+                            row["id"],
+                        ),
+                    )
+                    done += 1
+                else:  # refused for good (bad token...): record it, do not retry forever
+                    log.warning("tenant %s: setWebhook refused: %s", tenant_id, outcome)
+                    conn.execute(
+                        "UPDATE channel_bindings SET settings = settings || %s WHERE id = %s",
+                        (Jsonb({"webhook": "refused", "reason": outcome}), row["id"]),
+                    )
+                conn.commit()
+        return done
+
+    def _set_webhook(self, token: str, url: str, secret: str) -> str | None:
+        """None when Telegram accepted; the reason when it refused for good."""
+        body = json.dumps(
+            {"url": url, "secret_token": secret, "allowed_updates": ["message"]}
+        ).encode()
+        request = urllib.request.Request(  # noqa: S310 (the configured Bot API base)
+            f"{self._settings.telegram_api_base.rstrip('/')}/bot{token}/setWebhook",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(  # noqa: S310
+                request, timeout=self._settings.telegram_timeout_s
+            ) as resp:
+                answer: dict[str, Any] = json.load(resp)
+        except urllib.error.HTTPError as err:
+            description = _description(err)
+            if err.code == 429 or err.code >= 500:
+                raise RetryableError(f"telegram setWebhook {err.code}: {description}") from None
+            return f"{err.code} {description}"
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise RetryableError(f"telegram setWebhook: {type(err).__name__}") from None
+        if answer.get("ok") is True:
+            return None
+        return str(answer.get("description") or "not ok")[:200]
+
+
+def _description(err: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.load(err).get("description", ""))[:200]
+    except (ValueError, OSError, AttributeError):
+        return ""

@@ -1,0 +1,216 @@
+"""`openclaw-saas run provisioner`: tenants.lifecycle → PostgreSQL → Docker.
+
+For each billing fact (a TenantLifecycle record from the Stripe webhook), in one lane per
+tenant: apply it (dedup by event id, facts merged by the objects' own timestamps, status
+decided at the clock's now; `BillingStore`), announce a status change on tenants.lifecycle
+(`billing_event = "decision"`; the `payment_failed` one is the owner's notice, carrying the
+owner's email and the grace deadline), then converge the gateway (`Provisioner`). The
+offset is committed only after all of that, so a crash replays the event and the repeat
+converges. A ticker re-decides tenants whose status the clock alone changes (grace over,
+deletion due). The clock is injectable: tests move it by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+import docker
+
+from agents_bridge.billing_store import BillingStore, Outcome
+from agents_bridge.channel_setup import TelegramWebhooks
+from agents_bridge.lifecycle import Fact, announcement, to_datetime
+from agents_bridge.provisioner import Provisioner, TenantSpec
+from agents_bridge.units_store import UnitStore
+from common.consumer import Event, KafkaWorker
+from common.errors import InvalidEvent
+from common.kafka import EventProducer, EventSink
+from common.settings import Settings
+from common.telemetry import (
+    LIFECYCLE_DECISIONS,
+    PROVISIONER_ACTIONS,
+    serve_metrics,
+    setup_logging,
+)
+from common.topics import Topic
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+DECISION = "decision"
+
+
+class Store(Protocol):
+    """What the service needs of `BillingStore`."""
+
+    def apply(self, tenant_id: str, fact: Fact, now: datetime) -> Outcome: ...
+
+    def recheck(self, tenant_id: str, now: datetime) -> Outcome: ...
+
+    def due(self, now: datetime) -> list[str]: ...
+
+
+class Reconciler(Protocol):
+    """What the service needs of `Provisioner`."""
+
+    def reconcile(self, spec: TenantSpec) -> str: ...
+
+
+class Channels(Protocol):
+    """Channel setup once the gateway serves (`TelegramWebhooks`)."""
+
+    def ensure(self, tenant_id: str) -> int: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LifecycleService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        provisioner: Reconciler,
+        producer: EventSink,
+        channels: Channels | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._channels = channels
+        self._store = store
+        self._provisioner = provisioner
+        self._producer = producer
+        self._clock = clock
+
+    async def handle(self, event: Event) -> None:
+        """One tenants.lifecycle record (KafkaWorker handler)."""
+        value = event.value
+        if value.get("billing_event", "") in ("", DECISION):
+            return  # our own announcements and operator notes: nothing to apply
+        try:
+            fact = Fact.from_record(value)
+        except (KeyError, TypeError, ValueError) as err:
+            raise InvalidEvent(f"bad_fact: {err}") from err
+        outcome = await asyncio.to_thread(
+            self._store.apply, str(value["tenant_id"]), fact, self._clock()
+        )
+        await self._follow(outcome, value.get("owner_email"))
+
+    async def tick(self) -> int:
+        """Re-decide every tenant the clock may have moved; returns how many."""
+        now = self._clock()
+        due = await asyncio.to_thread(self._store.due, now)
+        for tenant_id in due:
+            outcome = await asyncio.to_thread(self._store.recheck, tenant_id, now)
+            await self._follow(outcome, None)
+        return len(due)
+
+    async def run_ticker(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception as err:  # PostgreSQL or the engine away: next tick retries
+                log.warning("lifecycle tick failed: %s", err)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._settings.lifecycle_tick_s)
+
+    async def _follow(self, outcome: Outcome, owner_email: str | None) -> None:
+        status = outcome.decision.status
+        kind = (
+            None
+            if outcome.duplicate
+            else announcement(outcome.before, status, outcome.plan_changed)
+        )
+        if kind is not None:
+            LIFECYCLE_DECISIONS.labels(status).inc()
+            log.info("tenant %s: %s -> %s (%s)", outcome.tenant_id, outcome.before, status, kind)
+            await self._announce(outcome, kind, owner_email)
+        if outcome.spec is None:
+            return
+        try:
+            result = await asyncio.to_thread(self._provisioner.reconcile, outcome.spec)
+        except Exception:
+            PROVISIONER_ACTIONS.labels("error").inc()
+            raise
+        PROVISIONER_ACTIONS.labels(result).inc()
+        if result == "serving" and self._channels is not None:
+            await asyncio.to_thread(self._channels.ensure, outcome.tenant_id)
+
+    async def _announce(self, outcome: Outcome, kind: str, owner_email: str | None) -> None:
+        d = outcome.decision
+        now = self._clock()
+        spec = outcome.spec
+        record = {
+            "event_id": f"decision:{outcome.tenant_id}:{d.status}:{int(now.timestamp() * 1000)}",
+            "tenant_id": outcome.tenant_id,
+            "kind": kind,
+            "plan_id": spec.plan_id if spec else None,
+            "period_start": to_datetime(d.failing_since_ms),
+            "period_end": to_datetime(d.grace_until_ms if d.status == "grace" else d.delete_at_ms),
+            "occurred_at": now,
+            "billing_event": DECISION,
+            "stripe_customer_id": None,
+            "stripe_subscription_id": None,
+            "stripe_object_id": None,
+            "subscription_status": d.status,
+            "stripe_price_id": None,
+            "owner_email": owner_email,
+            "display_name": spec.display_name if spec else None,
+            "settings_json": None,
+            "sealed_credentials": None,
+        }
+        await self._producer.send(Topic.LIFECYCLE, outcome.tenant_id, record)
+
+
+def build_worker(settings: Settings, service: LifecycleService, producer: EventSink) -> KafkaWorker:
+    return KafkaWorker(
+        settings,
+        stage="provisioner",
+        group="provisioner",
+        topics=[Topic.LIFECYCLE],
+        handler=service.handle,
+        producer=producer,
+        lane_of=lambda e: str(e.value.get("tenant_id", e.partition)),
+        max_in_flight=32,
+    )
+
+
+async def run_provisioner(settings: Settings, *, clock: Clock = utc_now) -> None:
+    """Run the lifecycle consumer and the clock ticker until SIGTERM/SIGINT."""
+    setup_logging(settings.log_level)
+    serve_metrics(settings.metrics_port)
+    producer = EventProducer(settings)
+    client = docker.DockerClient(base_url=settings.docker_host, timeout=120)
+    service = LifecycleService(
+        settings,
+        store=BillingStore(settings),
+        provisioner=Provisioner(settings, client, UnitStore(settings)),
+        producer=producer,
+        channels=TelegramWebhooks(settings),
+        clock=clock,
+    )
+    worker = build_worker(settings, service, producer)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        stop.set()
+        worker.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+    ticker = asyncio.create_task(service.run_ticker(stop), name="lifecycle-ticker")
+    try:
+        await worker.run()
+    finally:
+        stop.set()
+        await ticker
+        client.close()
+        await loop.run_in_executor(None, producer.close)

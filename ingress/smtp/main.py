@@ -1,0 +1,108 @@
+"""`run(settings)`: the inbound SMTP server (`openclaw-saas run smtp`) until SIGINT/SIGTERM.
+
+Start-up: the tenant directory is loaded first (retrying while PostgreSQL is unreachable)
+and only then does the server listen on `SMTP_HOST:SMTP_PORT`, so a sending server either
+cannot connect (and retries) or talks to a server that knows every agent.
+
+Shutdown: the listener closes, messages whose DATA is being stored get up to
+`SHUTDOWN_GRACE_S` to finish (each waits at most for its broker acknowledgement), then the
+directory stops and the producer flushes and closes. A client cut off mid-transaction
+never got a 250, so its server sends the message again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+
+from common.directory import Directory
+from common.kafka import EventProducer
+from common.settings import Settings
+from common.telemetry import serve_metrics, setup_logging
+from ingress.smtp.handler import SEND_TIMEOUT_S, MailHandler
+from ingress.smtp.server import protocol_factory
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = SEND_TIMEOUT_S + 5.0
+_DIRECTORY_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Serve until a signal (or until `stop` is set)."""
+    setup_logging(settings.log_level)
+    serve_metrics(settings.metrics_port)
+    stop = stop if stop is not None else asyncio.Event()
+    loop = asyncio.get_running_loop()
+    producer = EventProducer(settings)
+    directory = Directory(settings)
+    try:
+        with _signals_set(stop):
+            if not await _load_directory(directory, stop):
+                return
+            handler = MailHandler(settings, producer=producer, directory=directory)
+            server = await loop.create_server(
+                lambda: protocol_factory(handler, settings, loop),
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+            )
+            log.info(
+                "smtp listening on %s:%d for agent-*@%s",
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.mail_domain,
+            )
+            await stop.wait()
+            log.info("smtp shutting down")
+            server.close()
+            await _drain(handler)
+    finally:
+        await directory.stop()
+        await asyncio.to_thread(producer.close)
+    log.info("smtp stopped")
+
+
+async def _load_directory(directory: Directory, stop: asyncio.Event) -> bool:
+    """Load the directory, retrying; False if asked to stop before it loaded."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await directory.start()
+        except Exception as err:  # psycopg.Error, OSError, a bad row...: keep trying
+            delay = _DIRECTORY_RETRY_S[min(attempt, len(_DIRECTORY_RETRY_S) - 1)]
+            log.warning("directory not loaded (%s); retrying in %.1fs", err, delay)
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        else:
+            log.info("directory loaded: %d tenants", len(directory))
+            return True
+    return False
+
+
+async def _drain(handler: MailHandler) -> None:
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    while handler.in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if handler.in_flight:
+        log.warning("smtp stopped with %d messages not stored", handler.in_flight)
+
+
+@contextlib.contextmanager
+def _signals_set(event: asyncio.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set `event` while inside the block."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, event.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,121 @@
+"""The overage queue and the usage ledger against PostgreSQL (each test gets its own schema
+with the migrations applied)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from common.errors import InvalidEvent
+from schemas import codec
+from streams.held_store import PgHeldQueue
+from streams.usage_store import PgUsageStore
+from tests.streams.streams_fakes import OTHER, TENANT
+
+pytestmark = pytest.mark.integration
+MIGRATIONS = Path(__file__).resolve().parents[2] / "control" / "migrations"
+START_MS = 1_795_000_000_000
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
+    schema = f"test_quota_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            await admin.execute(f'SET search_path TO "{schema}", public')
+            for migration in sorted(MIGRATIONS.glob("*.sql")):
+                await admin.execute(migration.read_text())
+            for tenant_id, agent in ((TENANT, "acme"), (OTHER, "other")):
+                await admin.execute(
+                    "INSERT INTO tenants (id, agent_id) VALUES (%s, %s)", (tenant_id, agent)
+                )
+            pg: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                database_url,
+                min_size=1,
+                max_size=2,
+                open=False,
+                kwargs={"autocommit": False, "options": f"-c search_path={schema},public"},
+            )
+            await pg.open(wait=True, timeout=30)
+            try:
+                yield pg
+            finally:
+                await pg.close()
+        finally:
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+async def test_the_queue_keeps_first_insertion_order(pool: AsyncConnectionPool[Any]) -> None:
+    queue = PgHeldQueue(pool)
+    for event_id in ("e1", "e2", "e1", "e3"):  # e1 again: a replayed hold
+        await queue.put(TENANT, event_id, "telegram:1", START_MS, event_id.encode())
+    await queue.put(OTHER, "x1", "telegram:2", START_MS, b"x1")
+    rows = await queue.after(TENANT, 0, 10)
+    assert [(r.event_id, r.payload) for r in rows] == [(b, b.encode()) for b in ("e1", "e2", "e3")]
+    seqs = [r.seq for r in rows]
+    assert seqs == sorted(seqs)
+    assert [r.event_id for r in await queue.after(TENANT, seqs[0], 1)] == ["e2"]
+    assert [r.event_id for r in await queue.between(TENANT, seqs[0], seqs[2])] == ["e2", "e3"]
+    await queue.mark_released(TENANT, 0, seqs[1])
+    async with pool.connection() as conn:
+        pending = await (
+            await conn.execute(
+                "SELECT event_id FROM held_messages WHERE released_at IS NULL ORDER BY seq"
+            )
+        ).fetchall()
+    assert [r[0] for r in pending] == ["e3", "x1"]
+
+
+async def test_a_hold_for_a_deleted_tenant_is_invalid(pool: AsyncConnectionPool[Any]) -> None:
+    with pytest.raises(InvalidEvent, match="23503"):
+        await PgHeldQueue(pool).put(str(uuid.uuid4()), "e1", "telegram:1", START_MS, b"")
+
+
+def usage(usage_id: str, kind: str = "message", **changes: Any) -> dict[str, Any]:
+    record = {
+        "usage_id": usage_id,
+        "kind": kind,
+        "tenant_id": TENANT,
+        "plan_id": "individual",
+        "period_start": START_MS,
+        "period_end": START_MS + 30 * 86_400_000,
+        "channel": "telegram",
+        "messages": 1 if kind == "message" else 0,
+        "input_tokens": 0 if kind == "message" else 11,
+        "output_tokens": 0 if kind == "message" else 7,
+        "recorded_at": START_MS + 1000,
+        **changes,
+    }
+    return codec.decode(codec.encode("usage_record", record))  # as the agent sees it
+
+
+async def test_usage_logs_sum_each_usage_id_once_per_period(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    store = PgUsageStore(pool)
+    later = START_MS + 30 * 86_400_000
+    records = [
+        usage("msg:e1"),
+        usage("tok:e1", "tokens"),
+        usage("msg:e2"),
+        usage("msg:e3", period_start=later, period_end=later + 30 * 86_400_000),
+    ]
+    assert [await store.apply(r) for r in records] == [True] * 4
+    assert [await store.apply(r) for r in records + records] == [False] * 8  # replays
+    async with pool.connection() as conn:
+        logs = await (
+            await conn.execute(
+                "SELECT period, message_count, token_count FROM usage_logs ORDER BY period"
+            )
+        ).fetchall()
+    first = datetime.fromtimestamp(START_MS / 1000, UTC).date()
+    assert logs == [(first, 2, 18), (date(2026, 12, 18), 1, 0)]
+    assert first == date(2026, 11, 18)
