@@ -35,7 +35,8 @@ def test_the_app_is_configured_from_settings(monkeypatch: pytest.MonkeyPatch) ->
     assert conf.topic_disable_leader is True
     assert conf.web_enabled is False
     assert conf.web_bind == "127.0.0.1"
-    assert conf.autodiscover is False
+    autodiscover: object = conf.autodiscover
+    assert autodiscover is False
     guarantee: object = conf.processing_guarantee  # (faust types the setting loosely)
     assert guarantee is ProcessingGuarantee.AT_LEAST_ONCE
     assert conf.broker_session_timeout == 10
