@@ -24,7 +24,7 @@ class ManualClock:
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         if seconds <= 0:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # sleep-ok: yield to the event loop
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._heap, (self.now + seconds, next(self._seq), future))
@@ -67,4 +67,4 @@ class ManualClock:
 async def _settle(rounds: int = 20) -> None:
     """Let ready tasks run until they block again (no time passes)."""
     for _ in range(rounds):
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sleep-ok: yield to the event loop

@@ -84,7 +84,7 @@ async def test_typing_repeats_every_4s_while_the_gateway_works(rig: Rig) -> None
     rig.gateway.gates["slow"].set()
     await asyncio.wait_for(handling, 5)
     assert [r["text"] for r in rig.producer.on(Topic.OUTBOUND)] == ["re: slow"]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep-ok: yield to the event loop
     assert rig.typing.active == 0  # the indicator stopped with the reply
     assert len(_actions(rig.api.calls)) == 3
 
@@ -128,7 +128,7 @@ async def test_a_refused_chat_action_ends_the_indicator(rig: Rig) -> None:
     handling = asyncio.create_task(rig.forwarder.handle(admitted_event(text="slow")))
     await rig.api.wait_for(lambda _calls: len(rig.api.failures) == 1)
     for _ in range(5):
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sleep-ok: yield to the event loop
     assert rig.typing.active == 0 and rig.clock.sleeping() == 0
     rig.gateway.gates["slow"].set()
     await asyncio.wait_for(handling, 5)

@@ -43,7 +43,7 @@ async def wait_ready(url: str, timeout: float = 5.0) -> None:
                 pass
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"{url} not ready within {timeout}s")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # sleep-ok: poll interval of a deadline loop
 
 
 @pytest.fixture
