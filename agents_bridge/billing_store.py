@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,10 +87,9 @@ class BillingStore:
                 (fact.event_id, fact.billing_event, tenant_id, to_datetime(fact.occurred_ms)),
             ).fetchone()
             facts, before, plan_before = self._load(conn, tenant_id)
-            if fresh is None:  # seen before: nothing changes, but the caller re-converges
-                facts, decision = advance(facts, now, self.policy)
-                spec = self._spec(conn, tenant_id, facts, decision.status)
-                return Outcome(tenant_id, before, decision, plan_before, spec, duplicate=True)
+            if fresh is None:  # seen before: the facts stay, the caller re-converges
+                outcome = self._settle(conn, tenant_id, facts, before, plan_before, now)
+                return replace(outcome, duplicate=True)
             merged = merge(facts, fact)
             if merged.checkout_ms is not None and self._plan(conn, merged) is None:
                 raise InvalidEvent(f"unknown_plan: {merged.plan_id or merged.price_id}")

@@ -122,11 +122,8 @@ class LifecycleService:
 
     async def _follow(self, outcome: Outcome, owner_email: str | None) -> None:
         status = outcome.decision.status
-        kind = (
-            None
-            if outcome.duplicate
-            else announcement(outcome.before, status, outcome.plan_changed)
-        )
+        # a repeat changes nothing by itself; only the clock may have moved the status
+        kind = announcement(outcome.before, status, outcome.plan_changed)
         if kind is not None:
             LIFECYCLE_DECISIONS.labels(status).inc()
             log.info("tenant %s: %s -> %s (%s)", outcome.tenant_id, outcome.before, status, kind)
@@ -184,7 +181,7 @@ def build_worker(settings: Settings, service: LifecycleService, producer: EventS
 async def run_provisioner(settings: Settings, *, clock: Clock = utc_now) -> None:
     """Run the lifecycle consumer and the clock ticker until SIGTERM/SIGINT."""
     setup_logging(settings.log_level)
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     producer = EventProducer(settings)
     client = docker.DockerClient(base_url=settings.docker_host, timeout=120)
     service = LifecycleService(

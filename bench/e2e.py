@@ -6,7 +6,9 @@ round robin over the tenants, each in a new conversation, and stamps when each 2
 back; `bench.stub` (the tenants' gateway and Telegram API) stamps when each message's gateway
 request arrived. Both stamps are CLOCK_MONOTONIC, one clock for the machine. A warm-up of
 50 messages comes first. CPU: user + system time of the four service processes from the
-start of the load until every reply was delivered (Telegram sendMessage at the stub).
+start of the load until every reply was delivered (Telegram sendMessage at the stub); the
+note says how much of it the same processes burn idle over the same time (measured for
+`IDLE_S` before the load).
 
 Baseline: the same offered rate through two bare confluent-kafka hops (produce, relay,
 relay, consume: `bench.raw pingpong` + two `bench.raw relay` processes), the minimum the
@@ -32,6 +34,7 @@ SERVICES = ("ingress", "streams", "forwarder", "delivery")
 #: Offered load (messages/s): under what every stage sustains on the 2-core machine, so the
 #: figure is the latency the pipeline adds, not a backlog.
 RATE = 20.0
+IDLE_S = 5.0
 
 
 @dataclass
@@ -51,6 +54,7 @@ class E2EPhase:
         replied = int(self.details.get("replied", self.accepted))
         note += f", only {replied} replies delivered in time" if replied < self.accepted else ""
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in self.details.get("cpu_ms", {}).items())
+        idle_ms = float(self.details.get("idle_ms", 0.0))
         return [
             Figure(
                 "e2e_added_p50_ms",
@@ -73,7 +77,10 @@ class E2EPhase:
                 self.cpu_ms_per_message,
                 self.raw_cpu_ms_per_message + bare_cpu_ms,
                 "<= 1 CPU-ms",
-                f"per process: {cpu}" if cpu else "",
+                f"per process: {cpu}; of the total, {idle_ms:.2f} is what the idle services"
+                " burn over the same time"
+                if cpu
+                else "",
             ),
         ]
 
@@ -118,11 +125,16 @@ def run(world: World, settings: Settings, *, rate: float, duration: float) -> E2
             group.check_alive,
         )
         pids = {name: proc.pid for name, proc in group.procs.items()}
+        idle0, idle_started = sum(map(cpu_seconds, pids.values())), time.monotonic()
+        time.sleep(IDLE_S)  # what the services burn doing nothing (polling, timers)
+        idle = (sum(map(cpu_seconds, pids.values())) - idle0) / (time.monotonic() - idle_started)
         cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        load_started = time.monotonic()
         sends0 = _stub_stats(world)["sends"]
         accepted = _load(world, url, rate=rate, duration=duration, first=10**6)
         _wait(lambda: _stub_stats(world)["sends"] - sends0 >= len(accepted), 90, group.check_alive)
         cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        window = time.monotonic() - load_started
         stats = _stub_stats(world)
         arrived, replied = stats["gateway"], stats["sends"] - sends0
     finally:
@@ -137,7 +149,11 @@ def run(world: World, settings: Settings, *, rate: float, duration: float) -> E2
         cpu_ms_per_message=sum(cpu.values()) * 1000 / count,
         raw_latencies_ms=raw_latencies,
         raw_cpu_ms_per_message=raw_cpu,
-        details={"cpu_ms": {k: v * 1000 / count for k, v in cpu.items()}, "replied": replied},
+        details={
+            "cpu_ms": {k: v * 1000 / count for k, v in cpu.items()},
+            "replied": replied,
+            "idle_ms": idle * window * 1000 / count,
+        },
     )
 
 

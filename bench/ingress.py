@@ -33,7 +33,11 @@ class IngressPhase:
 
     def figures(self) -> list[Figure]:
         p, b = self.project.result, self.bare.result
-        note = f"wrk -t1 -c{CONNECTIONS}, at saturation; {p.requests:,} requests"
+        note = (
+            f"wrk -t1 -c{CONNECTIONS}, at saturation; {p.requests:,} requests;"
+            f" server CPU-ms/request {self.project.cpu_ms_per_request:.2f}"
+            f" (bare {self.bare.cpu_ms_per_request:.2f})"
+        )
         if p.errors or b.errors:
             note += f"; errors: ingress {p.errors}, bare {b.errors}"
         return [

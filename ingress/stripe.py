@@ -118,7 +118,7 @@ async def _handle(request: web.Request) -> tuple[str, dict[str, Any]]:
     event_id, event_type = event["id"], str(event.get("type", ""))
     if event_type not in HANDLED_TYPES:
         return "ignored", {"received": True, "ignored": event_type}
-    recent = request.app[RECENT]
+    recent = request.app[RECENT]  # keyed (event id, 0): RecentUpdates keys are (str, int)
     if (event_id, 0) in recent:
         INGRESS_DUPLICATES.labels(CHANNEL).inc()
         return "duplicate", {"received": True, "duplicate": True}

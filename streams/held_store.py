@@ -6,7 +6,7 @@ index range, not a scan of a partition), and rows must never be lost.
 
 Metering is the only writer and handles one tenant's events one at a time, so rows are
 inserted in decision order and `seq` is the tenant's original order. `put` is idempotent by
-`event_id` (a replayed hold keeps its first `seq`). Which rows are released is decided by
+(tenant, `event_id`) (a replayed hold keeps its first `seq`). Which rows are released is decided by
 the meter state (`released_seq`); `mark_released` only records it here for operators.
 
 Errors: `IntegrityError`/`DataError` (the tenant was deleted) become `InvalidEvent`;
@@ -59,7 +59,7 @@ class HeldQueue(Protocol):
 _PUT = """
 INSERT INTO held_messages (tenant_id, event_id, conversation, period_start, payload)
 VALUES (%s, %s, %s, %s, %s)
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT (tenant_id, event_id) DO NOTHING
 """
 _AFTER = """
 SELECT seq, event_id, payload FROM held_messages

@@ -46,7 +46,7 @@ INSERT INTO usage_records (usage_id, tenant_id, kind, plan_id, period_start, per
                            channel, messages, input_tokens, output_tokens, recorded_at)
 VALUES (%(usage_id)s, %(tenant_id)s, %(kind)s, %(plan_id)s, %(period_start)s, %(period_end)s,
         %(channel)s, %(messages)s, %(input_tokens)s, %(output_tokens)s, %(recorded_at)s)
-ON CONFLICT (usage_id) DO NOTHING
+ON CONFLICT (tenant_id, usage_id) DO NOTHING
 RETURNING usage_id
 """
 _ADD = """

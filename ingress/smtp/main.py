@@ -35,7 +35,7 @@ _DIRECTORY_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Serve until a signal (or until `stop` is set)."""
     setup_logging(settings.log_level)
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     producer = EventProducer(settings)

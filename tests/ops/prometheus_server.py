@@ -1,8 +1,9 @@
 """A real Prometheus (Debian's `prometheus`) scraping local processes, for the ops tests.
 
 The config is ops/prometheus/prometheus.yml with only what differs on one machine changed:
-each job's target becomes 127.0.0.1:<port>, intervals become one second, and the rule file
-path becomes absolute. So the shipped jobs and rules are what runs.
+each job's target becomes 127.0.0.1:<port> (jobs the caller runs no process for are left
+out), intervals become one second, and the rule file path becomes absolute. So the shipped
+jobs and rules are what runs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def local_config(targets: dict[str, int], own_port: int) -> dict[str, Any]:
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["rule_files"] = [str(SHIPPED.parent / name) for name in config["rule_files"]]
     ports = {**targets, "prometheus": own_port}
+    config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] in ports]
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
     return config

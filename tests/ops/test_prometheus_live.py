@@ -1,6 +1,6 @@
 """A real Prometheus scrapes every running service; the key series exist and move.
 
-The four services run as subprocesses (each worker with its own METRICS_PORT) on the
+The services run as subprocesses (each worker with its own METRICS_PORT) on the
 session's Kafka, PostgreSQL and OpenClaw gateway, with a local Telegram stand-in. Prometheus
 runs the shipped config (targets rewritten to loopback) and the shipped alert rules. One
 Telegram update goes through; every stage's counters must then be above what they were.
@@ -27,7 +27,8 @@ from tests.integration.waiting import eventually
 from tests.ops.prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.integration
-SERVICES = ("ingress", "streams", "forwarder", "delivery")
+# Every process kind but the provisioner, which needs a Docker engine (its tests start one).
+SERVICES = ("ingress", "streams", "forwarder", "delivery", "smtp")
 
 # Series that must grow when one message flows through, per job.
 MOVING = {
@@ -95,7 +96,8 @@ async def test_prometheus_scrapes_every_service_and_series_move(
 ) -> None:
     telegram = TelegramApiStandIn()
     settings = Settings.from_env(
-        {}, **{**vars(settings), "telegram_api_base": await telegram.start()}
+        {},
+        **{**vars(settings), "telegram_api_base": await telegram.start(), "smtp_port": free_port()},
     )
     tenant = _tenant(settings, stack, telegram)
     metrics_ports = {name: free_port() for name in SERVICES if name != "ingress"}
