@@ -51,6 +51,14 @@ clean: ## remove local state (not the download cache)
 bench: setup ## benchmarks on the real broker and database (not part of `make test`): table + bench/results.json
 	$(NETNS) $(BIN)/python -m bench
 
+.PHONY: fuzz
+FUZZ_TESTS := tests/ingress/test_properties.py tests/ingress/test_fuzz_telegram.py \
+	tests/ingress/test_fuzz_whatsapp.py tests/ingress/test_fuzz_stripe.py \
+	tests/ingress/smtp/test_fuzz_mime.py tests/schemas/test_fuzz_codec.py
+fuzz: $(STAMP) ## fuzz every route and parser with 100,000 inputs per test (FUZZ_EXAMPLES=n to change)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} $(BIN)/pytest -q \
+		--hypothesis-show-statistics $(FUZZ_TESTS)
+
 compose-check: ## validate docker-compose.yml (`docker compose config`, or Debian's docker-compose)
 	@if docker compose version >/dev/null 2>&1; then docker compose config -q; \
 	else docker-compose config -q; fi

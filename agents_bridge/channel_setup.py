@@ -5,7 +5,10 @@ A bot bought with the checkout is bound by the lifecycle (`channel_bindings`, se
 the tenant's gateway serves, `TelegramWebhooks.ensure` calls `setWebhook` on
 TELEGRAM_API_BASE with `PUBLIC_BASE_URL/webhooks/telegram/<bot id>` and a fresh secret
 token, then stores only the token's hash. Idempotent: a set webhook is not set again.
-The bot token is in the request path: it never appears in a log line or an error.
+When the tenant is deleted, `TelegramWebhooks.release` calls `deleteWebhook` for each bot
+whose webhook we set, so Telegram stops posting updates nobody will answer, and removes the
+binding (the bot may serve another tenant later). The bot token is in the request path: it
+never appears in a log line or an error.
 """
 
 from __future__ import annotations
@@ -70,14 +73,42 @@ class TelegramWebhooks:
                 conn.commit()
         return done
 
+    def release(self, tenant_id: str) -> int:
+        """`deleteWebhook` for each bot of this tenant whose webhook we set; returns how many."""
+        with psycopg.connect(self._settings.database_url, row_factory=dict_row) as conn:
+            rows = conn.execute(
+                "SELECT id, credentials FROM channel_bindings WHERE tenant_id = %s"
+                " AND channel = 'telegram' AND settings->>'webhook' = 'set'",
+                (tenant_id,),
+            ).fetchall()
+            done = 0
+            for row in rows:
+                token = self._box.open(bytes(row["credentials"])).value
+                outcome = self._call(token, "deleteWebhook", {"drop_pending_updates": True})
+                if outcome is None:  # the bot is free again: another tenant may bind it
+                    conn.execute("DELETE FROM channel_bindings WHERE id = %s", (row["id"],))
+                    done += 1
+                else:  # kept, so an operator sees it (`tenant show`) and can retry
+                    log.warning("tenant %s: deleteWebhook refused: %s", tenant_id, outcome)
+                    conn.execute(
+                        "UPDATE channel_bindings SET settings = settings || %s WHERE id = %s",
+                        (Jsonb({"webhook": "delete_refused", "reason": outcome}), row["id"]),
+                    )
+                conn.commit()
+        return done
+
     def _set_webhook(self, token: str, url: str, secret: str) -> str | None:
         """None when Telegram accepted; the reason when it refused for good."""
-        body = json.dumps(
-            {"url": url, "secret_token": secret, "allowed_updates": ["message"]}
-        ).encode()
+        params = {"url": url, "secret_token": secret, "allowed_updates": ["message"]}
+        return self._call(token, "setWebhook", params)
+
+    def _call(self, token: str, method: str, params: dict[str, Any]) -> str | None:
+        """One Bot API call: None when accepted; the reason when refused for good.
+
+        429, 5xx and network errors raise RetryableError (the lifecycle event is retried)."""
         request = urllib.request.Request(  # noqa: S310 (the configured Bot API base)
-            f"{self._settings.telegram_api_base.rstrip('/')}/bot{token}/setWebhook",
-            data=body,
+            f"{self._settings.telegram_api_base.rstrip('/')}/bot{token}/{method}",
+            data=json.dumps(params).encode(),
             headers={"Content-Type": "application/json"},
         )
         try:
@@ -88,10 +119,10 @@ class TelegramWebhooks:
         except urllib.error.HTTPError as err:
             description = _description(err)
             if err.code == 429 or err.code >= 500:
-                raise RetryableError(f"telegram setWebhook {err.code}: {description}") from None
+                raise RetryableError(f"telegram {method} {err.code}: {description}") from None
             return f"{err.code} {description}"
         except (urllib.error.URLError, OSError, ValueError) as err:
-            raise RetryableError(f"telegram setWebhook: {type(err).__name__}") from None
+            raise RetryableError(f"telegram {method}: {type(err).__name__}") from None
         if answer.get("ok") is True:
             return None
         return str(answer.get("description") or "not ok")[:200]

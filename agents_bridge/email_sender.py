@@ -35,6 +35,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Protocol
 
+from agents_bridge.deliveries import FAILED, SENT, DeliveryLog, DeliveryResult
 from agents_bridge.ports import TenantLookup
 from agents_bridge.retry import RetryPolicy
 from common.errors import InvalidEvent, RetryableError
@@ -155,11 +156,13 @@ class EmailSender:
         directory: TenantLookup,
         drafts: Drafts,
         policy: RetryPolicy | None = None,
+        deliveries: DeliveryLog | None = None,
     ) -> None:
         self._settings = settings
         self._directory = directory
         self._drafts = drafts
         self._policy = policy or RetryPolicy(attempts=settings.sender_attempts)
+        self._deliveries = deliveries
 
     async def deliver(self, reply: Mapping[str, Any]) -> None:
         tenant = self._directory.tenant(reply["tenant_id"])
@@ -179,7 +182,45 @@ class EmailSender:
             CHANNEL_SENDS.labels(CHANNEL, "drafted").inc()
             log.info("email reply %s kept as draft %d for approval", reply["event_id"], draft_id)
             return
-        await self.send(mail)
+        if self._deliveries is not None and await self._deliveries.sent(reply["event_id"]):
+            # sent before a crash or a partition move, not yet committed: never mail twice
+            CHANNEL_SENDS.labels(CHANNEL, "duplicate").inc()
+            log.info("email reply %s was sent already, skipping", reply["event_id"])
+            return
+        try:
+            await self.send(mail)
+        except InvalidEvent as err:
+            await self._record(reply, FAILED, error=err.reason)
+            raise
+        await self._record(reply, SENT, message_id=mail.message_id)
+
+    async def _record(
+        self,
+        reply: Mapping[str, Any],
+        status: str,
+        *,
+        message_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The reply's one `outbound_deliveries` row (a mail is one chunk). Best effort: the
+        mail is out either way, and retrying the event for the row would mail it again."""
+        if self._deliveries is None:
+            return
+        result = DeliveryResult(
+            event_id=reply["event_id"],
+            tenant_id=reply["tenant_id"],
+            channel=CHANNEL,
+            conversation_id=reply["conversation_id"],
+            chunk=0,
+            chunks=1,
+            status=status,
+            provider_message_id=message_id,
+            error=error,
+        )
+        try:
+            await self._deliveries.record(result)
+        except Exception as err:
+            log.warning("email: could not record %s of %s: %s", status, reply["event_id"], err)
 
     async def send(self, mail: OutgoingMail) -> None:
         """Send through the relay under the retry policy; dead-letter reason when it gives up."""

@@ -8,10 +8,13 @@ concurrently, but each tenant holds at most `settings.gateway_concurrency_per_te
 requests, so one slow tenant cannot take every in-flight slot of the worker.
 
 Failure handling: an unknown tenant, a tenant without a gateway, or a gateway that rejects
-the request → `InvalidEvent` (messages.admitted.dlq). Retryable gateway failures are
-retried `settings.gateway_attempts` times; then `InvalidEvent("gateway_unavailable: …")`,
-so no message is dropped silently. The three produces are awaited before the handler
-returns, so the offset is committed only after the side effect.
+the request → `InvalidEvent` (messages.admitted.dlq). A tenant whose gateway is still being
+provisioned (bought a moment ago, or back from suspension) is waited for: `RetryableError`
+for up to `PROVISIONING_WAIT_S` after the message was metered, only then `no_gateway`.
+Retryable gateway failures are retried `settings.gateway_attempts` times; then
+`InvalidEvent("gateway_unavailable: …")`, so no message is dropped silently. The three
+produces are awaited before the handler returns, so the offset is committed only after the
+side effect.
 
 While the gateway works, `indicator` shows it to the user (Telegram: "typing…",
 `agents_bridge.typing_indicator`); best effort, it never delays or fails the message.
@@ -29,6 +32,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from agents_bridge.gateway_client import (
@@ -40,7 +44,7 @@ from agents_bridge.gateway_client import (
 from agents_bridge.ports import EventSink, TenantLookup, epoch_ms
 from agents_bridge.typing_indicator import NoIndicator, WorkIndicator
 from common.consumer import Event, KafkaWorker
-from common.errors import InvalidEvent
+from common.errors import InvalidEvent, RetryableError
 from common.kafka import EventProducer
 from common.settings import Settings
 from common.topics import Topic
@@ -50,6 +54,11 @@ log = logging.getLogger(__name__)
 STAGE = "forwarder"
 GROUP = "agents_bridge.forwarder"
 _KEEP_ANSWERS = 1024
+#: How long a message waits for its tenant's gateway to be provisioned (a cold gateway
+#: container takes ~20 s to get ready, minutes on a busy host).
+PROVISIONING_WAIT_S = 900.0
+#: Tenant statuses whose gateway is expected to come (see agents_bridge.lifecycle).
+_IN_SERVICE = frozenset({"pending", "active", "grace"})
 
 
 class Gateway(Protocol):
@@ -92,7 +101,7 @@ class Forwarder:
         event_id = msg["event_id"]
         kept = self._answers.get(event_id)
         if kept is None:
-            target = self._target(msg["tenant_id"])
+            target = self._target(msg["tenant_id"], admitted.get("metered_at"))
             async with self._indicator.working(msg):
                 reply = await self._ask(target, msg)
             kept = (target.agent_id, reply)
@@ -101,11 +110,14 @@ class Forwarder:
         await self._publish(admitted, agent_id, reply)
         self._answers.pop(event_id, None)
 
-    def _target(self, tenant_id: str) -> GatewayTarget:
+    def _target(self, tenant_id: str, metered_at: Any) -> GatewayTarget:
         tenant = self._directory.tenant(tenant_id)
         if tenant is None:
             raise InvalidEvent("unknown_tenant")
         if not tenant.gateway_url or not tenant.gateway_token:
+            waited_s = (self._now_ms() - _ms(metered_at)) / 1000
+            if tenant.status in _IN_SERVICE and waited_s < PROVISIONING_WAIT_S:
+                raise RetryableError("gateway_not_ready: being provisioned", retry_after=5.0)
             raise InvalidEvent("no_gateway: tenant has no gateway URL or token")
         return GatewayTarget(
             url=tenant.gateway_url,
@@ -218,3 +230,10 @@ def build_worker(settings: Settings, forwarder: Forwarder, producer: EventProduc
         # Queued events count too: room for a hung tenant's backlog while others flow.
         max_in_flight=max(10_000, 16 * settings.gateway_concurrency_per_tenant),
     )
+
+
+def _ms(value: Any) -> int:
+    """Epoch ms of a decoded timestamp-millis field (a datetime) or a raw number."""
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return int(value) if isinstance(value, int | float) else 0

@@ -53,6 +53,8 @@ class Store(Protocol):
 
     def due(self, now: datetime) -> list[str]: ...
 
+    def spec(self, tenant_id: str, now: datetime) -> TenantSpec | None: ...
+
 
 class Reconciler(Protocol):
     """What the service needs of `Provisioner`."""
@@ -64,6 +66,8 @@ class Channels(Protocol):
     """Channel setup once the gateway serves (`TelegramWebhooks`)."""
 
     def ensure(self, tenant_id: str) -> int: ...
+
+    def release(self, tenant_id: str) -> int: ...
 
 
 def utc_now() -> datetime:
@@ -87,6 +91,7 @@ class LifecycleService:
         self._provisioner = provisioner
         self._producer = producer
         self._clock = clock
+        self._converging: dict[str, asyncio.Lock] = {}
 
     async def handle(self, event: Event) -> None:
         """One tenants.lifecycle record (KafkaWorker handler)."""
@@ -130,14 +135,33 @@ class LifecycleService:
             await self._announce(outcome, kind, owner_email)
         if outcome.spec is None:
             return
+        # One convergence per tenant at a time, to what the store holds NOW: the ticker and
+        # the event consumer may decide for the same tenant at once, and an older spec
+        # applied last would undo a newer one (restart a suspended tenant's gateway).
+        lock = self._converging.setdefault(outcome.tenant_id, asyncio.Lock())
         try:
-            result = await asyncio.to_thread(self._provisioner.reconcile, outcome.spec)
+            async with lock:
+                await self._converge(outcome.tenant_id)
+        finally:
+            if not lock.locked() and self._converging.get(outcome.tenant_id) is lock:
+                del self._converging[outcome.tenant_id]
+
+    async def _converge(self, tenant_id: str) -> None:
+        spec = await asyncio.to_thread(self._store.spec, tenant_id, self._clock())
+        if spec is None:
+            return
+        try:
+            result = await asyncio.to_thread(self._provisioner.reconcile, spec)
         except Exception:
             PROVISIONER_ACTIONS.labels("error").inc()
             raise
         PROVISIONER_ACTIONS.labels(result).inc()
-        if result == "serving" and self._channels is not None:
-            await asyncio.to_thread(self._channels.ensure, outcome.tenant_id)
+        if self._channels is None:
+            return
+        if result == "serving":
+            await asyncio.to_thread(self._channels.ensure, tenant_id)
+        elif spec.status == "deleted":
+            await asyncio.to_thread(self._channels.release, tenant_id)
 
     async def _announce(self, outcome: Outcome, kind: str, owner_email: str | None) -> None:
         d = outcome.decision

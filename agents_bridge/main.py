@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 
 import aiohttp
+from psycopg_pool import AsyncConnectionPool
 
 from agents_bridge import delivery, forwarder, status_recorder, whatsapp_delivery
 from agents_bridge.channels import WorkerGroup
@@ -72,7 +73,7 @@ async def run_delivery(settings: Settings) -> None:
                 directory=directory,
                 telegram=TelegramSender(http, settings),
                 deliveries=PgDeliveryLog(pool),
-                channels={"whatsapp": whatsapp, "email": _email(settings, directory)},
+                channels={"whatsapp": whatsapp, "email": _email(settings, directory, pool)},
             )
             statuses = status_recorder.StatusRecorder(pool)
             workers = WorkerGroup(
@@ -84,9 +85,12 @@ async def run_delivery(settings: Settings) -> None:
             await pool.close()
 
 
-def _email(settings: Settings, directory: Directory) -> EmailSender:
-    """Email replies through the SMTP relay, or drafts for tenants in approve mode."""
-    return EmailSender(settings, directory=directory, drafts=DraftStore(settings))
+def _email(settings: Settings, directory: Directory, pool: AsyncConnectionPool) -> EmailSender:
+    """Email replies through the SMTP relay (each recorded in outbound_deliveries, so a
+    redelivered reply is not mailed twice), or drafts for tenants in approve mode."""
+    return EmailSender(
+        settings, directory=directory, drafts=DraftStore(settings), deliveries=PgDeliveryLog(pool)
+    )
 
 
 async def run_until_signalled(worker: Stoppable) -> None:

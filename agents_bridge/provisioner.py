@@ -80,6 +80,8 @@ class Provisioner:
             self._evict(spec.tenant_id, current)  # mode change: pool <-> dedicated
         unit = self._units.place(spec.tenant_id, spec.agent_id, kind, spec.plan_id)
         self._units.set_enabled(spec.tenant_id, spec.serving)
+        if not spec.serving:  # the bridge waits for the gateway until it serves again
+            self._units.delete_gateway(spec.tenant_id)
         with self._lock(unit.name):
             if kind == "dedicated" and not spec.serving:
                 self._stop(unit)

@@ -34,6 +34,10 @@ from common.topics import Topic
 from schemas import codec
 
 log = logging.getLogger(__name__)
+#: Longest wait for the first record of a fetch (also how often `stop()` is noticed).
+FETCH_WAIT_S = 0.2
+#: Most records taken per fetch.
+FETCH_BATCH = 500
 
 Handler = Callable[["Event"], Awaitable[None]]
 LaneOf = Callable[["Event"], str]
@@ -120,7 +124,7 @@ class KafkaWorker:
         try:
             while not self._stopping.is_set():
                 self._apply_backpressure()
-                msgs = await loop.run_in_executor(None, self._consumer.consume, 500, 0.2)
+                msgs = await loop.run_in_executor(None, self._fetch)
                 for msg in msgs:
                     self._dispatch(msg)
                 if time.monotonic() - last_commit > 0.2:
@@ -137,6 +141,16 @@ class KafkaWorker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _fetch(self) -> list[Message]:
+        """Wait up to FETCH_WAIT_S for one record, then take what is already fetched.
+
+        `consume(n, timeout)` alone would wait the whole timeout unless n records are there,
+        adding up to that much latency per hop at low rates."""
+        first = self._consumer.poll(FETCH_WAIT_S)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(FETCH_BATCH - 1, 0)]
 
     # -- dispatch ---------------------------------------------------------------------
 

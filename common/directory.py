@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from cryptography.exceptions import InvalidTag
 
 from common.db import connect
 from common.secrets import SecretBox
@@ -137,16 +138,41 @@ class Directory:
             return {"bot_token": Secret(opened)}
         return {k: Secret(str(v)) for k, v in json.loads(opened).items()}
 
+    def _opened(self, tenant_id: str, what: str, sealed: bytes) -> Secret | None:
+        """A sealed value, or None (logged, never raised) when SECRETS_KEY cannot open it:
+        one row sealed under another key (a botched rotation) must not take down every
+        tenant's routing, only its own binding or gateway."""
+        try:
+            return self._box.open(sealed)
+        except (InvalidTag, ValueError) as err:
+            log.error(
+                "tenant %s: %s cannot be opened with SECRETS_KEY (%s); left out",
+                tenant_id,
+                what,
+                type(err).__name__,
+            )
+            return None
+
     def _swap(self, tenant_rows: list[dict[str, Any]], binding_rows: list[dict[str, Any]]) -> None:
         bindings: dict[str, list[Binding]] = {}
         for r in binding_rows:
+            try:
+                credentials = self._credentials(r["channel"], r["credentials"])
+            except (InvalidTag, ValueError) as err:  # sealed under another key, or not JSON
+                log.error(
+                    "tenant %s: %s binding's credentials cannot be opened (%s); binding left out",
+                    r["tenant_id"],
+                    r["channel"],
+                    type(err).__name__,
+                )
+                continue
             bindings.setdefault(r["tenant_id"], []).append(
                 Binding(
                     tenant_id=r["tenant_id"],
                     channel=r["channel"],
                     external_id=r["external_id"],
                     secret_hash=bytes(r["secret_hash"] or b""),
-                    credentials=self._credentials(r["channel"], r["credentials"]),
+                    credentials=credentials,
                     settings=r["settings"] or {},
                 )
             )
@@ -173,7 +199,11 @@ class Directory:
                 period_start=r["current_period_start"],
                 period_end=r["current_period_end"],
                 gateway_url=r["base_url"],
-                gateway_token=self._box.open(bytes(token)) if token else Secret(""),
+                gateway_token=(
+                    self._opened(r["tenant_id"], "gateway token", bytes(token)) or Secret("")
+                    if token
+                    else Secret("")
+                ),
                 gateway_agent_id=r["gateway_agent_id"],
                 telegram=telegram.get(r["tenant_id"]),
                 bindings=tuple(bindings.get(r["tenant_id"], ())),

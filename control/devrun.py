@@ -1,10 +1,11 @@
 """`openclaw-saas dev` (what `make run` runs): the whole pipeline on this machine.
 
 Starts Kafka, PostgreSQL and an OpenClaw gateway (stub model unless a real provider is
-configured, see devstack/openclaw.py), a local stand-in for the Telegram Bot API that
-prints every reply, applies migrations, creates the topics and a demo tenant, runs every
-service as a child process and prints a curl that sends a Telegram update through the
-pipeline. Ctrl-C stops everything in order.
+configured, see devstack/openclaw.py), local stand-ins that print every reply (the
+Telegram Bot API, the WhatsApp Graph API and an SMTP relay), applies migrations, creates
+the topics and a demo tenant reachable on all three channels, runs every service as a child
+process (each with its own metrics port) and prints how to send a message on each channel.
+Ctrl-C stops everything in order.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from common.kafka import ensure_topics
 from common.settings import Settings
 from control import devrun_whatsapp
+from control.email_admin import bind_email
 from control.migrate import migrate
 from control.processes import ServiceError, ServiceGroup
 from control.tenants import NewTenant, create_tenant
@@ -32,7 +34,7 @@ from devstack.stack import fetched
 
 # The demo bot exists only in the local Telegram stand-in.
 DEMO_BOT_TOKEN = "7000000001:AAdemo-token-for-the-local-telegram-standin"  # noqa: S105
-SERVICES = ("ingress", "streams", "forwarder", "delivery")
+SERVICES = ("ingress", "streams", "forwarder", "delivery", "smtp")
 
 
 def _say(msg: str) -> None:
@@ -58,6 +60,7 @@ def run_dev(base: Settings, *, state_dir: str, fresh: bool) -> int:
         assert stack.kafka and stack.postgres and stack.gateway
         tg_port = free_port()
         wa_port = free_port()
+        relay_port = free_port()
         ingress_port = base.ingress_port if not port_open(base.ingress_port) else free_port()
         settings = Settings.from_env(
             {},
@@ -70,6 +73,9 @@ def run_dev(base: Settings, *, state_dir: str, fresh: bool) -> int:
                 "ingress_port": ingress_port,
                 "public_base_url": f"http://127.0.0.1:{ingress_port}",
                 "streams_data_dir": str(root / "streams"),
+                "smtp_port": base.smtp_port if not port_open(base.smtp_port) else free_port(),
+                "smtp_relay_host": "127.0.0.1",
+                "smtp_relay_port": relay_port,
             },
         )
         _say("applying migrations and creating topics")
@@ -94,13 +100,21 @@ def run_dev(base: Settings, *, state_dir: str, fresh: bool) -> int:
         )
         devrun_whatsapp.bind_demo(settings, str(tenant["tenant_id"]))
         wa_standin = devrun_whatsapp.start_standin(settings, wa_port)
-        group = ServiceGroup(settings, SERVICES, root / "logs")
+        mailbox = bind_email(settings, str(tenant["tenant_id"]), reply_mode="auto")
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "devstack.smtp_relay", "--port", str(relay_port)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        metrics = {name: free_port() for name in SERVICES if name != "ingress"}
+        group = ServiceGroup(settings, SERVICES, root / "logs", metrics_ports=metrics)
         try:
             _say(f"starting {', '.join(SERVICES)} (logs in {root / 'logs'})")
             group.start()
             group.wait_http_ready(f"http://127.0.0.1:{ingress_port}/readyz", 90)
             _print_try_it(tenant, ingress_port)
             print(devrun_whatsapp.try_it(wa_port, _netns_prefix()), flush=True)
+            _print_mail_it(str(mailbox["address"]), settings.smtp_port)
+            _print_metrics(ingress_port, metrics)
             while not stop.wait(1.0):
                 group.check_alive()
         except ServiceError as err:
@@ -111,8 +125,9 @@ def run_dev(base: Settings, *, state_dir: str, fresh: bool) -> int:
             group.stop()
             standin.terminate()
             standin.wait(10)
-            wa_standin.terminate()
-            wa_standin.wait(10)
+            for helper in (wa_standin, relay):
+                helper.terminate()
+                helper.wait(10)
             _say("stopping Kafka, PostgreSQL and the gateway")
     return 0
 
@@ -145,6 +160,24 @@ def _print_try_it(tenant: dict[str, object], port: int) -> None:
         "Ctrl-C stops everything.\n",
         flush=True,
     )
+
+
+def _print_mail_it(address: str, port: int) -> None:
+    swaks = (
+        f"{_netns_prefix()}swaks --server 127.0.0.1:{port} --from you@example.com"
+        f" --to {address} --header 'Subject: Hello' --body 'hello agent by mail'"
+    )
+    print(
+        f"Or mail the agent at {address} (the reply is printed by the SMTP relay stand-in):\n\n"
+        f"  {swaks}\n",
+        flush=True,
+    )
+
+
+def _print_metrics(ingress_port: int, metrics: dict[str, int]) -> None:
+    ports = {"ingress": ingress_port, **metrics}
+    pages = ", ".join(f"{name} :{port}/metrics" for name, port in ports.items())
+    print(f"Prometheus metrics on 127.0.0.1: {pages}\n", flush=True)
 
 
 def _netns_prefix() -> str:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +64,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The raw body, up to `limit` bytes, read from the stream (so a route may allow more or
+    less than the app-wide `client_max_size`): 413 beyond it, 400 when the body cannot be
+    read as sent (a `Content-Encoding` it does not match, a truncated chunked body)."""
+    too_large = ApiError(413, "too_large", f"body exceeds {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks, size = [], 0
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except RequestPayloadError as err:
+        raise ApiError(400, "bad_body", "the body cannot be read as sent") from err
+    return b"".join(chunks)

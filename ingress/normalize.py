@@ -9,10 +9,11 @@ back the chat's later updates.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
+
+from ingress.text import clean
 
 CHANNEL = "telegram"
 
@@ -43,7 +44,6 @@ UPDATE_KINDS = frozenset(
         "removed_chat_boost",
     }
 )
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class MalformedUpdate(ValueError):
@@ -125,7 +125,7 @@ def normalize(
         "conversation_id": str(chat_id),
         "sender_id": str(sender["id"]),
         "sender_name": _display_name(sender),
-        "text": _clean(text),
+        "text": clean(text),
         "received_at": received_at_ms,
         "channel_message_id": str(message_id) if _is_int(message_id) else None,
         "reply_route": route,
@@ -137,18 +137,13 @@ def _display_name(sender: Mapping[str, Any]) -> str | None:
     first, last = sender.get("first_name"), sender.get("last_name")
     if isinstance(first, str) and first:
         full = f"{first} {last}" if isinstance(last, str) and last else first
-        return _clean(full)
+        return clean(full)
     for name in ("username", "title"):
         value = sender.get(name)
         if isinstance(value, str) and value:
-            return _clean(value)
+            return clean(value)
     return None
 
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _clean(text: str) -> str:
-    """JSON may carry lone surrogates (`"\\ud800"`), which UTF-8 cannot encode: replace them."""
-    return _SURROGATE.sub("\ufffd", text)

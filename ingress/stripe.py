@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,7 +30,8 @@ from common.secrets import SecretBox
 from common.telemetry import INGRESS_DUPLICATES, INGRESS_REJECTIONS, INGRESS_REQUESTS
 from common.topics import Topic
 from ingress.dedup import RecentUpdates
-from ingress.middlewares import ApiError
+from ingress.middlewares import ApiError, read_body
+from ingress.text import clean, epoch_seconds
 from ingress.typedefs import PRODUCER, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,9 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/webhooks/stripe", stripe_webhook)
 
 
+_STRIPE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+
+
 def tenant_id_for(customer_id: str) -> str:
     """The tenant of a Stripe customer: stable, so replays and reorders agree."""
     return str(uuid.uuid5(TENANT_NAMESPACE, f"stripe:customer:{customer_id}"))
@@ -102,7 +107,7 @@ async def _handle(request: web.Request) -> tuple[str, dict[str, Any]]:
     header = request.headers.get(SIGNATURE_HEADER)
     if not header:
         raise ApiError(400, "missing_signature", f"no {SIGNATURE_HEADER} header")
-    raw = await _read_body(request, settings.max_body_bytes)
+    raw = await read_body(request, settings.max_body_bytes)
     try:
         stripe.WebhookSignature.verify_header(raw, header, secret, settings.stripe_tolerance_s)
     except (stripe.SignatureVerificationError, UnicodeDecodeError) as err:
@@ -110,7 +115,7 @@ async def _handle(request: web.Request) -> tuple[str, dict[str, Any]]:
         raise ApiError(400, reason, "signature verification failed") from err
     try:
         event = json.loads(raw)
-        if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        if not isinstance(event, dict) or _id_of(event.get("id")) is None:
             raise ValueError("not an event object")
     except ValueError as err:
         raise ApiError(400, "malformed", "body is not a Stripe event") from err
@@ -146,16 +151,6 @@ async def _handle(request: web.Request) -> tuple[str, dict[str, Any]]:
     return "accepted", {"received": True}
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    too_large = ApiError(413, "too_large", f"body exceeds {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge as err:
-        raise too_large from err
-
-
 # -- translation (pure) -----------------------------------------------------------------
 
 
@@ -175,9 +170,9 @@ def lifecycle_record(event: Mapping[str, Any], seal: Seal | None = None) -> dict
     customer = _id_of(obj.get("customer"))
     if not customer:
         raise Unusable("object has no customer")
-    created = event.get("created")
-    if not isinstance(created, int):
-        raise Unusable("event has no created timestamp")
+    created = epoch_seconds(event.get("created"))
+    if created is None:
+        raise Unusable("event has no usable created timestamp")
     record: dict[str, Any] = {
         "event_id": str(event["id"]),
         "tenant_id": tenant_id_for(customer),
@@ -256,8 +251,8 @@ def _subscription(obj: Mapping[str, Any], record: dict[str, Any]) -> dict[str, A
         stripe_price_id=_id_of(price.get("id")),
         stripe_subscription_id=_id_of(obj.get("id")),
         subscription_status=_str(obj.get("status")),
-        period_start=start * 1000 if isinstance(start, int) else None,
-        period_end=end * 1000 if isinstance(end, int) else None,
+        period_start=_ms(start),
+        period_end=_ms(end),
     )
     return record
 
@@ -279,11 +274,16 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _str(value: Any) -> str | None:
-    return str(value) if isinstance(value, str | int) and value != "" else None
+    return clean(str(value)) if isinstance(value, str | int) and value != "" else None
+
+
+def _ms(seconds: Any) -> int | None:
+    usable = epoch_seconds(seconds)
+    return None if usable is None else usable * 1000
 
 
 def _id_of(value: Any) -> str | None:
-    """An id field may be a plain id or an expanded object."""
+    """An id field may be a plain id or an expanded object; Stripe ids are short ASCII."""
     if isinstance(value, dict):
         value = value.get("id")
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and _STRIPE_ID.fullmatch(value) else None

@@ -18,7 +18,7 @@ from aiohttp import web
 from common.errors import KafkaUnavailable
 from common.telemetry import INGRESS_DUPLICATES, INGRESS_REJECTIONS, INGRESS_REQUESTS
 from common.topics import Topic
-from ingress.middlewares import ApiError
+from ingress.middlewares import ApiError, read_body
 from ingress.normalize import CHANNEL, Ignored, MalformedUpdate, normalize, parse_update
 from ingress.signatures import TELEGRAM_SECRET_HEADER, telegram_secret_ok
 from ingress.typedefs import DIRECTORY, PRODUCER, RECENT_UPDATES, SETTINGS
@@ -65,7 +65,7 @@ async def _handle(request: web.Request) -> tuple[Outcome, dict[str, Any]]:
         raise ApiError(401, "bad_secret", "missing or wrong secret token")
 
     try:
-        update = parse_update(await _read_body(request))
+        update = parse_update(await read_body(request, request.app[SETTINGS].max_body_bytes))
     except MalformedUpdate as err:
         raise ApiError(400, "malformed", err.reason) from err
 
@@ -93,17 +93,6 @@ async def _handle(request: web.Request) -> tuple[Outcome, dict[str, Any]]:
     recent.add(key)
     log.debug("produced %s for tenant %s", record["event_id"], tenant.tenant_id)
     return "accepted", {"ok": True}
-
-
-async def _read_body(request: web.Request) -> bytes:
-    limit = request.app[SETTINGS].max_body_bytes
-    too_large = ApiError(413, "too_large", f"body exceeds {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge as err:
-        raise too_large from err
 
 
 def _unavailable(code: str, message: str) -> ApiError:

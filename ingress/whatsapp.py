@@ -45,7 +45,7 @@ from common.errors import KafkaUnavailable
 from common.telemetry import INGRESS_DUPLICATES, INGRESS_REJECTIONS, INGRESS_REQUESTS
 from common.topics import Topic
 from ingress.dedup import RecentUpdates
-from ingress.middlewares import ApiError
+from ingress.middlewares import ApiError, read_body
 from ingress.signatures import (
     HUB_SIGNATURE_HEADER,
     hub_signature_ok,
@@ -131,7 +131,7 @@ async def whatsapp_webhook(request: web.Request) -> web.Response:
 async def _handle(request: web.Request) -> tuple[str, dict[str, Any]]:
     app = request.app
     directory = _directory(app)
-    raw = await _read_body(request, app[SETTINGS].whatsapp_max_body_bytes)
+    raw = await read_body(request, app[SETTINGS].whatsapp_max_body_bytes)
     signature = request.headers.get(HUB_SIGNATURE_HEADER)
     if not hub_signature_well_formed(signature):
         raise ApiError(401, "bad_signature", f"missing or malformed {HUB_SIGNATURE_HEADER}")
@@ -219,20 +219,6 @@ def _directory(app: web.Application) -> BindingDirectory:
 
 def _numbers(tenant: Tenant) -> list[Binding]:
     return [b for b in tenant.bindings if b.channel == CHANNEL]
-
-
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The raw body, up to `limit` bytes (read from the stream: the app-wide cap is lower)."""
-    too_large = ApiError(413, "too_large", f"body exceeds {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _count_error(err: ApiError) -> None:

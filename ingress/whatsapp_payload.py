@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ingress.text import MAX_EPOCH_S, clean
+
 CHANNEL = "whatsapp"
 OBJECT = "whatsapp_business_account"
 STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
@@ -35,7 +37,6 @@ NOTICE_AGENT = "platform"
 _PHONE_NUMBER_ID = re.compile(r"[0-9]{1,32}")
 _WA_ID = re.compile(r"[0-9]{1,32}")
 _TYPE = re.compile(r"[a-z_]{1,32}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Kind = Literal["inbound", "notice", "status"]
 
@@ -157,7 +158,7 @@ def _message(
             "conversation_id": sender,
             "sender_id": sender,
             "sender_name": names.get(sender),
-            "text": _clean(text),
+            "text": clean(text),
             "received_at": now_ms,
             "channel_message_id": wamid,
             "reply_route": {"phone_number_id": pnid, "to": sender, "message_id": wamid},
@@ -221,10 +222,12 @@ def _status(pnid: str, status: Any, tenant_id: str, now_ms: int) -> Output | str
     details: dict[str, str] = {}
     pricing = status.get("pricing")
     if isinstance(pricing, dict):
-        details.update({f"pricing_{k}": str(v) for k, v in pricing.items() if _scalar(v)})
+        details.update(
+            {clean(f"pricing_{k}"): clean(str(v)) for k, v in pricing.items() if _scalar(v)}
+        )
     conversation = status.get("conversation")
     if isinstance(conversation, dict) and _scalar(conversation.get("id")):
-        details["conversation_id"] = str(conversation["id"])
+        details["conversation_id"] = clean(str(conversation["id"]))
     code, title = _first_error(status.get("errors"))
     record = {
         "event_id": f"{CHANNEL}:{wamid}:{name}",
@@ -234,7 +237,7 @@ def _status(pnid: str, status: Any, tenant_id: str, now_ms: int) -> Output | str
         "message_id": wamid,
         "direction": "out",
         "status": name,
-        "counterpart": recipient[:64],
+        "counterpart": clean(recipient[:64]),
         "kind": None,
         "reply_event_id": None,
         "chunk": None,
@@ -271,7 +274,7 @@ def _contact_names(contacts: Any) -> dict[str, str]:
         profile = contact.get("profile")
         name = profile.get("name") if isinstance(profile, dict) else None
         if isinstance(contact.get("wa_id"), str) and isinstance(name, str) and name:
-            names[contact["wa_id"]] = _clean(name)[:200]
+            names[contact["wa_id"]] = clean(name)[:200]
     return names
 
 
@@ -279,14 +282,17 @@ def _first_error(errors: Any) -> tuple[str | None, str | None]:
     for error in _list(errors):
         if isinstance(error, dict) and _scalar(error.get("code")):
             title = error.get("title") or error.get("message")
-            return str(error["code"]), _clean(str(title))[:300] if title else None
+            return clean(str(error["code"])), clean(str(title))[:300] if title else None
     return None, None
 
 
 def _timestamp_ms(raw: Any, default: int) -> int:
-    """Meta's `timestamp` is a string of Unix seconds."""
-    if isinstance(raw, str) and raw.isdigit() and len(raw) <= 12:
-        return int(raw) * 1000
+    """Meta's `timestamp` is a string of Unix seconds; anything else (other digits than
+    ASCII ones, past the year 9999) is not a time: `default`."""
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 12:
+        seconds = int(raw)
+        if seconds <= MAX_EPOCH_S:
+            return seconds * 1000
     return default
 
 
@@ -300,8 +306,3 @@ def _is_wamid(value: str) -> bool:
 
 def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool) and not isinstance(value, dict)
-
-
-def _clean(text: str) -> str:
-    """JSON may carry lone surrogates, which UTF-8 cannot encode: replace them."""
-    return _SURROGATE.sub("\ufffd", text)

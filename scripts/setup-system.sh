@@ -16,6 +16,7 @@ command -v busybox >/dev/null || need+=(busybox-static)
 command -v promtool >/dev/null || need+=(prometheus)  # tests/ops: promtool and a real Prometheus
 command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
 command -v wrk >/dev/null || need+=(wrk)  # make bench: HTTP load
+command -v swaks >/dev/null || need+=(swaks)  # tests/ingress/smtp: a real SMTP client
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi

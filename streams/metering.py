@@ -22,6 +22,11 @@ soft alert. Otherwise it is held: it joins the tenant's overage queue (`held` co
 the first hold of the period carries the hard alert, and the first hold of each conversation
 in the period carries a polite notice to the end user. Releasing held messages is
 `streams.overage`.
+
+A suspended tenant (payment failed and the grace period ran out) has every message held the
+same way, whatever its count, with no quota alert (the owner was told by billing); they are
+released in order once the tenant is back in service. A deleted tenant's messages are
+invalid (dead-lettered with the reason): there is no one left to serve them.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ from common.errors import InvalidEvent
 RECENT_EVENTS = 64
 #: How many conversations a period remembers as notified (beyond: no more notices).
 NOTIFIED_MAX = 1024
+#: Tenant statuses (tenants.status) that change what metering does.
+SUSPENDED = "suspended"
+DELETED = "deleted"
 
 
 class Outcome(StrEnum):
@@ -277,6 +285,8 @@ def check_tenant(tenant: Tenant | None) -> Tenant:
     """The tenant, if metering can count for it; InvalidEvent otherwise."""
     if tenant is None:
         raise InvalidEvent("unknown tenant")
+    if tenant.status == DELETED:
+        raise InvalidEvent("tenant deleted")
     if tenant.plan_id is None or tenant.period_start is None or tenant.period_end is None:
         raise InvalidEvent("tenant has no subscription")
     return tenant
@@ -348,13 +358,14 @@ def decide(
     limit = tenant.msg_limit
     assert current.period_start_ms is not None and tenant.plan_id and tenant.period_end
     common = (tenant.plan_id, current.period_start_ms, to_ms(tenant.period_end), to_ms(now))
-    if current.held == 0 and (limit is None or current.count < limit):
+    suspended = tenant.status == SUSPENDED
+    if not suspended and current.held == 0 and (limit is None or current.count < limit):
         count = current.count + 1
         alerts = soft_alert(current, limit, count)
         verdict = Verdict(event.event_id, Outcome.ADMITTED, count, *common, alerts)
         new_state = replace(with_alerts(current, alerts), count=count)
-    else:  # at the limit, or behind messages already held: queue it
-        alerts = hard_alert(current, limit, current.count)
+    else:  # suspended, at the limit, or behind messages already held: queue it
+        alerts = () if suspended else hard_alert(current, limit, current.count)
         key = conversation_key(event.conversation) if event.conversation else ""
         notice = bool(key) and key not in current.notified and len(current.notified) < NOTIFIED_MAX
         verdict = Verdict(event.event_id, Outcome.HELD, 0, *common, alerts, notice)

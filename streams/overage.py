@@ -22,6 +22,7 @@ from datetime import datetime
 from common.directory import Tenant
 from streams.metering import (
     RECENT_EVENTS,
+    SUSPENDED,
     MeterState,
     Outcome,
     Release,
@@ -46,8 +47,10 @@ def room(state: MeterState, tenant: Tenant) -> int | None:
 
 
 def needs_release(state: MeterState, tenant: Tenant | None) -> bool:
-    """Held messages and room for at least one of them."""
+    """Held messages, a tenant in service (not suspended) and room for one of them."""
     if state.held <= 0 or tenant is None or tenant.period_start is None:
+        return False
+    if tenant.status == SUSPENDED:
         return False
     free = room(state, tenant)
     return free is None or free > 0

@@ -3,10 +3,10 @@
 Metering releases held messages when the tenant's next message arrives, but a tenant whose
 users wait for an answer may send nothing more. So this task, in every stream worker,
 follows the tenant directory (which follows PostgreSQL by LISTEN/NOTIFY) and, whenever a
-tenant's allowance changes (plan, limit or period start: an upgrade, a renewal, an operator
-edit), puts a request on quota.releases, keyed by tenant so it reaches the worker that
-owns the tenant's meter. At start-up it asks for every tenant with held messages (the
-allowance may have changed while no worker was running).
+tenant's allowance changes (plan, limit, period start or status: an upgrade, a renewal, an
+operator edit, a suspended tenant back in service), puts a request on quota.releases, keyed
+by tenant so it reaches the worker that owns the tenant's meter. At start-up it asks for
+every tenant with held messages (the allowance may have changed while no worker was running).
 
 Requests are cheap and idempotent: a tenant with nothing held or no room changes nothing,
 so several workers asking for the same tenant do no harm.
@@ -29,7 +29,7 @@ from common.topics import Topic
 
 log = logging.getLogger(__name__)
 
-Allowance = tuple[str | None, int | None, datetime | None]
+Allowance = tuple[str | None, int | None, datetime | None, str]
 
 
 class Directory(Protocol):
@@ -39,7 +39,7 @@ class Directory(Protocol):
 
 
 def allowance(tenant: Tenant) -> Allowance:
-    return (tenant.plan_id, tenant.msg_limit, tenant.period_start)
+    return (tenant.plan_id, tenant.msg_limit, tenant.period_start, tenant.status)
 
 
 def changed(before: dict[str, Allowance], tenants: Iterable[Tenant]) -> list[str]:

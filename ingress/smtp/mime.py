@@ -27,10 +27,10 @@ from email.policy import default as default_policy
 
 from ingress.smtp.html_text import html_to_text
 from ingress.smtp.quotes import strip_quoted
+from ingress.text import clean
 
 _MSG_ID = re.compile(r"<[^<>\s]{1,250}>")
 _WHITESPACE = re.compile(r"\s+")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 # Keep the first and the last ids of a long References chain (RFC 5322 §3.6.4 allows it).
 MAX_REFERENCES = 20
 MAX_SUBJECT_CHARS = 400
@@ -92,7 +92,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         message_id = _first_id(_header(msg, "Message-ID"))
         in_reply_to = _first_id(_header(msg, "In-Reply-To"))
         references = _trim(_MSG_ID.findall(_header(msg, "References")))
-        subject = _clean(_WHITESPACE.sub(" ", _header(msg, "Subject")).strip())
+        subject = clean(_WHITESPACE.sub(" ", _header(msg, "Subject")).strip())
         text = _body_text(msg)
         auto = _auto_submitted(msg)
     except MalformedMail:
@@ -132,8 +132,8 @@ def _address(msg: Message, name: str) -> tuple[str | None, str | None]:
     for address in getattr(header, "addresses", ()):
         local, domain = address.username, address.domain
         if local and domain:
-            name_part = _clean(address.display_name.strip()) or None
-            return _clean(f"{local}@{domain.lower()}"), name_part
+            name_part = clean(address.display_name.strip()) or None
+            return clean(f"{local}@{domain.lower()}"), name_part
     return None, None
 
 
@@ -161,7 +161,7 @@ def _body_text(msg: EmailMessage) -> str:
     content = _content(part)
     if part.get_content_subtype() == "html":
         content = html_to_text(content)
-    text = strip_quoted(_clean(content.replace("\r\n", "\n")))
+    text = strip_quoted(clean(content.replace("\r\n", "\n")))
     if not text.strip():
         raise NoText("no_text", "the text body is empty")
     return text
@@ -201,8 +201,3 @@ def _digest(raw: bytes, message_id: str | None, sender: str, subject: str, text:
     else:
         material = raw
     return hashlib.sha256(material).hexdigest()[:32]
-
-
-def _clean(text: str) -> str:
-    """Lone surrogates (from undecodable bytes) cannot be UTF-8 encoded: replace them."""
-    return _SURROGATE.sub("\ufffd", text)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agents_bridge.deliveries import FAILED, DeliveryResult
 from agents_bridge.gateway_client import GatewayReply, GatewayTarget
 from common.consumer import Event
 from common.directory import TelegramBinding, Tenant
@@ -146,6 +147,7 @@ def tenant(
     gateway_token: str = GATEWAY_TOKEN,
     gateway_agent_id: str | None = None,
     bot_token: str | None = BOT_TOKEN,
+    status: str = "active",
 ) -> Tenant:
     telegram = (
         TelegramBinding(bot_token.split(":")[0], secret_hash=b"", bot_token=Secret(bot_token))
@@ -155,7 +157,7 @@ def tenant(
     return Tenant(
         tenant_id=tenant_id,
         agent_id=f"agent-{tenant_id}",
-        status="active",
+        status=status,
         plan_id="individual",
         msg_limit=1000,
         upgrade_to=None,
@@ -234,3 +236,34 @@ def encoded_event(topic: Topic, record: dict[str, Any], offset: int = 0) -> Even
     raw = codec.encode(topic.schema, record)
     key = str(record.get("tenant_id") or record["message"]["tenant_id"]).encode()
     return Event(topic, 0, offset, key, raw, codec.decode(raw, expect=topic.schema))
+
+
+@dataclass
+class FakeDeliveryLog:
+    """`outbound_deliveries` semantics in memory: a failed row may be replaced, a sent one not."""
+
+    rows: dict[tuple[str, int], DeliveryResult] = field(default_factory=dict)
+    fail_next: int = 0
+    writes: int = 0
+
+    async def record(self, result: DeliveryResult) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("PostgreSQL down (fake)")
+        self.writes += 1
+        old = self.rows.get((result.event_id, result.chunk))
+        if old is None or old.status == FAILED:
+            self.rows[(result.event_id, result.chunk)] = result
+
+    async def sent(self, event_id: str) -> dict[int, str]:
+        return {
+            chunk: r.provider_message_id or ""
+            for (eid, chunk), r in self.rows.items()
+            if eid == event_id and r.status != FAILED
+        }
+
+    def statuses(self) -> list[tuple[int, str, str | None, str | None]]:
+        return [
+            (r.chunk, r.status, r.provider_message_id, r.error)
+            for _, r in sorted(self.rows.items())
+        ]

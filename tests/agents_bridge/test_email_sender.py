@@ -9,14 +9,21 @@ from typing import Any
 
 import pytest
 
+from agents_bridge.deliveries import FAILED, SENT
 from agents_bridge.email_sender import EmailSender, OutgoingMail, reply_mail, reply_subject
 from agents_bridge.retry import RetryPolicy
 from common.directory import Binding, Tenant
 from common.errors import InvalidEvent
 from common.settings import Settings
 from devstack._proc import free_port
-from tests.agents_bridge.bridge_fakes import FakeClock, FakeDirectory, outbound_event, tenant
-from tests.agents_bridge.smtp_sink import RelaySink
+from devstack.smtp_relay import RelaySink
+from tests.agents_bridge.bridge_fakes import (
+    FakeClock,
+    FakeDeliveryLog,
+    FakeDirectory,
+    outbound_event,
+    tenant,
+)
 
 DOMAIN = "agents.example.test"
 AGENT = f"agent-acme@{DOMAIN}"
@@ -186,3 +193,35 @@ async def test_approve_mode_keeps_a_draft(rig: Rig) -> None:
 async def test_tenant_without_email_is_invalid(rig: Rig, tenant_id: str, reason: str) -> None:
     with pytest.raises(InvalidEvent, match=reason):
         await rig.sender.deliver({**_reply(), "tenant_id": tenant_id})
+
+
+async def test_a_reply_recorded_as_sent_is_never_mailed_twice(rig: Rig) -> None:
+    """A delivery process killed after the mail went out but before its offset was
+    committed: the next process reads the outbound_deliveries row and sends nothing."""
+    log = FakeDeliveryLog()
+    directory = FakeDirectory()
+    directory.add(_email_tenant("t-1"))
+    settings = Settings(mail_domain=DOMAIN, smtp_relay_port=rig.sink.port)
+    first = EmailSender(settings, directory=directory, drafts=rig.drafts, deliveries=log)
+    await first.deliver(_reply())
+    [row] = log.rows.values()
+    assert (row.channel, row.status, row.chunk, row.chunks) == ("email", SENT, 0, 1)
+    assert row.provider_message_id == reply_mail(_reply(), mail_domain=DOMAIN).message_id
+    restarted = EmailSender(settings, directory=directory, drafts=rig.drafts, deliveries=log)
+    await restarted.deliver(_reply())
+    assert len(rig.sink.received) == 1
+
+
+async def test_a_refused_mail_is_recorded_as_failed_with_the_reason(rig: Rig) -> None:
+    log = FakeDeliveryLog()
+    directory = FakeDirectory()
+    directory.add(_email_tenant("t-1"))
+    settings = Settings(mail_domain=DOMAIN, smtp_relay_port=rig.sink.port)
+    sender = EmailSender(settings, directory=directory, drafts=rig.drafts, deliveries=log)
+    rig.sink.refuse_next("550 5.7.1 not allowed")
+    with pytest.raises(InvalidEvent, match="email_550"):
+        await sender.deliver(_reply())
+    [row] = log.rows.values()
+    assert row.status == FAILED and row.error is not None and "email_550" in row.error
+    await sender.deliver(_reply())  # a failed row does not stop a later attempt
+    assert len(rig.sink.received) == 1

@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from agents_bridge.forwarder import Forwarder, conversation_lane
+from agents_bridge.forwarder import PROVISIONING_WAIT_S, Forwarder, conversation_lane
 from agents_bridge.gateway_client import (
     GatewayRejected,
     GatewayReply,
     GatewayUnavailable,
 )
-from common.errors import InvalidEvent, KafkaUnavailable
+from common.errors import InvalidEvent, KafkaUnavailable, RetryableError
 from common.settings import Settings
 from common.topics import Topic
 from tests.agents_bridge.bridge_fakes import (
@@ -157,11 +157,31 @@ async def test_tenant_without_gateway_is_invalid(
     tenant_id: str,
     reason: str,
 ) -> None:
-    directory.add(tenant("t-3", gateway_url=None))
+    directory.add(tenant("t-3", gateway_url=None, status="suspended"))
     with pytest.raises(InvalidEvent, match=reason):
         await forwarder(producer, directory, gateway).handle(admitted_event(tenant_id=tenant_id))
     assert gateway.calls == []
     assert producer.sent == []
+
+
+async def test_a_gateway_being_provisioned_is_waited_for_then_dead_lettered(
+    producer: FakeProducer, directory: FakeDirectory, gateway: FakeGateway
+) -> None:
+    directory.add(tenant("t-3", gateway_url=None, status="active"))
+    event = admitted_event(tenant_id="t-3")  # metered 1.5 s before NOW
+    with pytest.raises(RetryableError, match="gateway_not_ready") as info:
+        await forwarder(producer, directory, gateway).handle(event)
+    assert info.value.retry_after is not None and info.value.retry_after > 0
+    late = Forwarder(
+        Settings(),
+        producer=producer,
+        directory=directory,
+        gateway=gateway,
+        now_ms=lambda: NOW + int(PROVISIONING_WAIT_S * 1000),
+    )
+    with pytest.raises(InvalidEvent, match="no_gateway"):
+        await late.handle(event)
+    assert gateway.calls == [] and producer.sent == []
 
 
 async def test_exhausted_gateway_becomes_a_dead_letter(

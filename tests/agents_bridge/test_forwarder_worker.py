@@ -45,11 +45,14 @@ class MemoryConsumer:
     def subscribe(self, topics: list[str], on_revoke: Any = None) -> None:
         self.topics = topics
 
-    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+    def poll(self, timeout: float) -> Message | None:
         try:
-            out = [self.inbox.get(timeout=timeout)]
+            return self.inbox.get(timeout=timeout)
         except queue.Empty:
-            return []
+            return None
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        out: list[Message] = []
         while len(out) < num_messages and not self.inbox.empty():
             out.append(self.inbox.get_nowait())
         return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +20,7 @@ from common.topics import Topic
 from ingress.stripe import lifecycle_record
 from schemas import codec
 from tests.ingress.ingress_fakes import FakeProducer
+from tests.integration.waiting import eventually
 from tests.stripe_events import T0, checkout_completed, invoice
 
 TENANT = "5b1f7f8e-2f0a-4c1e-9a51-0d8f6f3b2c11"
@@ -40,13 +43,21 @@ class FakeStore:
         self.applied: list[tuple[str, Fact, datetime]] = []
         self.next: list[Outcome] = []
         self.due_ids: list[str] = []
+        self.current: TenantSpec | None = None
 
     def apply(self, tenant_id: str, fact: Fact, now: datetime) -> Outcome:
         self.applied.append((tenant_id, fact, now))
-        return self.next.pop(0)
+        return self._decided(self.next.pop(0))
 
     def recheck(self, tenant_id: str, now: datetime) -> Outcome:
-        return self.next.pop(0)
+        return self._decided(self.next.pop(0))
+
+    def spec(self, tenant_id: str, now: datetime) -> TenantSpec | None:
+        return self.current
+
+    def _decided(self, outcome: Outcome) -> Outcome:
+        self.current = outcome.spec  # what the store holds from now on
+        return outcome
 
     def due(self, now: datetime) -> list[str]:
         return list(self.due_ids)
@@ -156,3 +167,55 @@ async def test_a_record_that_is_not_a_fact_is_dead_lettered(
     event = Event(Topic.LIFECYCLE, 0, 0, None, b"", {"billing_event": "invoice.paid"})
     with pytest.raises(InvalidEvent):
         await service.handle(event)
+
+
+class SlowProvisioner(FakeProvisioner):
+    """Blocks each reconcile until released; records how many ran at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.started = threading.Semaphore(0)
+        self.running = 0
+        self.most = 0
+        self._count = threading.Lock()
+
+    def reconcile(self, spec: TenantSpec) -> str:
+        with self._count:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        self.started.release()
+        try:
+            assert self.release.wait(10)
+            return super().reconcile(spec)
+        finally:
+            with self._count:
+                self.running -= 1
+
+
+async def test_the_ticker_and_the_consumer_converge_one_at_a_time_to_the_newest_spec() -> None:
+    """The payment failure (grace) is still being provisioned when the clock suspends the
+    tenant: the two must not run at once, and the last one applies what the store holds."""
+    store, prov, producer = FakeStore(), SlowProvisioner(), FakeProducer()
+    now = datetime.fromtimestamp(T0, UTC)
+    service = LifecycleService(
+        Settings.from_env({}), store=store, provisioner=prov, producer=producer, clock=lambda: now
+    )
+    record = lifecycle_record(invoice("cus_1", "in_1", paid=False))
+    assert record is not None
+    store.next = [_outcome("active", "grace"), _outcome("grace", "suspended")]
+    store.due_ids = [TENANT]
+    consumer = asyncio.create_task(service.handle(_event(record)))
+    assert await asyncio.to_thread(prov.started.acquire, True, 10)  # grace is provisioning
+    ticker = asyncio.create_task(service.tick())  # and the clock moves on meanwhile
+
+    async def rechecked() -> bool:
+        return not store.next
+
+    await eventually(rechecked, timeout=10, what="the ticker's recheck")
+    # a second reconcile starting now would overlap the first: give it the chance
+    overlapped = await asyncio.to_thread(prov.started.acquire, True, 0.5)
+    prov.release.set()
+    await asyncio.wait_for(asyncio.gather(consumer, ticker), 10)
+    assert not overlapped and prov.most == 1
+    assert [s.status for s in prov.specs][-1] == "suspended"

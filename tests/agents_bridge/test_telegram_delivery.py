@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
 
-from agents_bridge.deliveries import FAILED, SENT, DeliveryResult
+from agents_bridge.deliveries import FAILED, SENT
 from agents_bridge.delivery import Delivery
 from agents_bridge.retry import RetryPolicy
 from agents_bridge.telegram_sender import TelegramSender
@@ -18,6 +18,7 @@ from devstack.telegram_api import TelegramApiStandIn
 from tests.agents_bridge.bridge_fakes import (
     BOT_TOKEN,
     FakeClock,
+    FakeDeliveryLog,
     FakeDirectory,
     outbound_event,
     tenant,
@@ -25,37 +26,6 @@ from tests.agents_bridge.bridge_fakes import (
 
 EVENT_ID = "reply:telegram:123456:1"
 TWO_CHUNKS = "A" * 3000 + "\n\n" + "B" * 3000
-
-
-@dataclass
-class FakeDeliveryLog:
-    """`outbound_deliveries` semantics in memory: a failed row may be replaced, a sent one not."""
-
-    rows: dict[tuple[str, int], DeliveryResult] = field(default_factory=dict)
-    fail_next: int = 0
-    writes: int = 0
-
-    async def record(self, result: DeliveryResult) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise ConnectionError("PostgreSQL down (fake)")
-        self.writes += 1
-        old = self.rows.get((result.event_id, result.chunk))
-        if old is None or old.status == FAILED:
-            self.rows[(result.event_id, result.chunk)] = result
-
-    async def sent(self, event_id: str) -> dict[int, str]:
-        return {
-            chunk: r.provider_message_id or ""
-            for (eid, chunk), r in self.rows.items()
-            if eid == event_id and r.status != FAILED
-        }
-
-    def statuses(self) -> list[tuple[int, str, str | None, str | None]]:
-        return [
-            (r.chunk, r.status, r.provider_message_id, r.error)
-            for _, r in sorted(self.rows.items())
-        ]
 
 
 @dataclass

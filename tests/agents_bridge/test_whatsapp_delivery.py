@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
 
-from agents_bridge.deliveries import FAILED, SENT, DeliveryResult
+from agents_bridge.deliveries import FAILED, SENT
 from agents_bridge.delivery import Delivery
 from agents_bridge.retry import RetryPolicy
 from agents_bridge.telegram_sender import TelegramSender
@@ -24,6 +24,7 @@ from common.topics import Topic
 from devstack.graph_api import GraphApiStandIn
 from tests.agents_bridge.bridge_fakes import (
     FakeClock,
+    FakeDeliveryLog,
     FakeDirectory,
     FakeProducer,
     outbound_event,
@@ -63,23 +64,6 @@ def outbound(
         conversation_id=USER,
         reply_route=route if reply_route is None else reply_route,
     )
-
-
-@dataclass
-class FakeDeliveryLog:
-    rows: dict[tuple[str, int], DeliveryResult] = field(default_factory=dict)
-
-    async def record(self, result: DeliveryResult) -> None:
-        old = self.rows.get((result.event_id, result.chunk))
-        if old is None or old.status == FAILED:
-            self.rows[(result.event_id, result.chunk)] = result
-
-    async def sent(self, event_id: str) -> dict[int, str]:
-        return {
-            c: r.provider_message_id or ""
-            for (e, c), r in self.rows.items()
-            if e == event_id and r.status != FAILED
-        }
 
 
 @dataclass

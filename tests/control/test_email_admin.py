@@ -22,7 +22,7 @@ from control.email_admin import (
     bind_email,
     list_drafts,
 )
-from tests.agents_bridge.smtp_sink import RelaySink
+from devstack.smtp_relay import RelaySink
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "control" / "migrations"
 DOMAIN = "agents.example.test"

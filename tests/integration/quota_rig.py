@@ -4,16 +4,11 @@ to messages.inbound, topics read back in full, an SMTP relay sink, the group's p
 from __future__ import annotations
 
 import asyncio
-import email
-import threading
 import uuid
 from collections.abc import Iterable
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from typing import Any
 
 import psycopg
-from aiosmtpd.controller import Controller
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from psycopg.rows import dict_row
 
@@ -21,7 +16,6 @@ from common.kafka import EventProducer
 from common.settings import Settings
 from common.topics import Topic
 from control.tenants import NewTenant, create_tenant
-from devstack._proc import free_port
 from schemas import codec
 
 RECEIVED_MS = 1_795_360_321_000
@@ -144,31 +138,3 @@ def _group_lag(settings: Settings, group: str, topic: Topic) -> int:
         return lag
     finally:
         consumer.close()
-
-
-class SmtpSink:
-    """An SMTP relay on loopback that keeps what it is given (aiosmtpd)."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self._lock = threading.Lock()
-        self.port = free_port()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        message = email.message_from_bytes(envelope.original_content, policy=default_policy)
-        assert isinstance(message, EmailMessage)
-        with self._lock:
-            self.messages.append(message)
-        return "250 OK"
-
-    def start(self) -> int:
-        self._controller.start()
-        return self.port
-
-    def stop(self) -> None:
-        self._controller.stop()
-
-    def to(self, address: str) -> list[EmailMessage]:
-        with self._lock:
-            return [m for m in self.messages if m["To"] == address]

@@ -46,6 +46,7 @@ from devstack.stub_llm import StubLLM
 from devstack.telegram_api import TelegramApiStandIn
 from ingress.main import run as run_ingress
 from ingress.stripe import tenant_id_for
+from streams.alerts import NOTICE_TEXT
 from tests.integration.waiting import eventually
 from tests.stripe_events import (
     WEBHOOK_SECRET,
@@ -273,7 +274,7 @@ async def _business_story(billing: dict[str, Any], group: ServiceGroup) -> None:
 
     hook = await eventually(hooked, timeout=60, what="setWebhook")
     assert hook["url"] == f"{s.public_base_url}/webhooks/telegram/{bot_id}"
-    update = {
+    update: dict[str, Any] = {
         "update_id": 1,
         "message": {
             "message_id": 1,
@@ -286,14 +287,15 @@ async def _business_story(billing: dict[str, Any], group: ServiceGroup) -> None:
 
     http: aiohttp.ClientSession = billing["http"]
 
-    async def accepted() -> bool:  # until the ingress directory has the new binding
+    async def accepted(body: dict[str, Any] = update) -> bool:
         async with http.post(
             f"{s.public_base_url}/webhooks/telegram/{bot_id}",
-            json=update,
+            json=body,
             headers={"X-Telegram-Bot-Api-Secret-Token": hook["secret_token"]},
         ) as resp:
             return resp.status == 200
 
+    # until the ingress directory has the new binding
     await eventually(accepted, timeout=30, what="telegram update accepted")
     try:
         calls = await telegram.wait_for(
@@ -332,9 +334,62 @@ async def _business_story(billing: dict[str, Any], group: ServiceGroup) -> None:
     await billing["service"].tick()
     assert await status("suspended")
     assert _limits(engine, name)[2] == "exited"
+
+    # while suspended, a message is held (its sender gets the polite notice), not forwarded
+    later = {**update, "update_id": 2}
+    later["message"] = {**update["message"], "message_id": 2, "text": "while suspended"}
+
+    assert await accepted(later)
+    await telegram.wait_for(
+        lambda calls: any(c.method == "sendMessage" and c.text == NOTICE_TEXT for c in calls),
+        timeout=120,
+    )
+
+    async def held_one() -> bool:  # the queue row and the notice are written concurrently
+        held = await _one(
+            s,
+            "SELECT count(*) AS n FROM held_messages WHERE tenant_id = %s AND released_at IS NULL",
+            tenant,
+        )
+        return held is not None and held["n"] == 1
+
+    await eventually(held_one, timeout=30, what="one held message")
+    assert not any("while suspended" in (c.text or "") for c in telegram.calls)
+
+    # paying restores the gateway, and the held message is answered
+    assert await post(invoice(customer, "in_1", paid=True, created=now + 20)) == 200
+
+    async def restored() -> bool:
+        return await status("active") and _limits(engine, name)[2] == "running"
+
+    await eventually(restored, timeout=120, what="active and running again")
+    try:
+        await telegram.wait_for(
+            lambda calls: any("to: while suspended" in (c.text or "") for c in calls),
+            timeout=GATEWAY_WAIT_S,
+        )
+    except TimeoutError:
+        raise AssertionError(
+            "held message not answered; logs:\n"
+            + "\n".join(group.log_tail(n) for n in ("streams", "forwarder", "delivery"))
+        ) from None
+
+    # a second failure: its grace has already run out on the moved clock, so suspended at
+    # once (the gateway stopped again), then deleted
+    assert await post(invoice(customer, "in_2", paid=False, created=now + 30)) == 200
+
+    async def stopped_again() -> bool:
+        return await status("suspended") and _limits(engine, name)[2] == "exited"
+
+    await eventually(stopped_again, timeout=60, what="suspended and stopped again")
     clock.now += timedelta(days=23)
     await billing["service"].tick()
     assert await status("deleted")
+    # the bot no longer points at us, and is free for another tenant
+    assert [c.method for c in telegram.calls if c.method.endswith("Webhook")][-1] == "deleteWebhook"
+    assert telegram.webhook(bot_token) == {}
+    bound = await _one(s, "SELECT count(*) AS n FROM channel_bindings WHERE tenant_id = %s", tenant)
+    assert bound is not None and bound["n"] == 0
     with pytest.raises(docker.errors.NotFound):
         engine.containers.get(name)
     with pytest.raises(docker.errors.NotFound):

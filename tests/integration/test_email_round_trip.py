@@ -31,7 +31,7 @@ from control.processes import ServiceError, ServiceGroup
 from control.tenants import NewTenant, create_tenant
 from devstack import Stack
 from devstack._proc import free_port, port_open
-from tests.agents_bridge.smtp_sink import Relayed, RelaySink
+from devstack.smtp_relay import Relayed, RelaySink
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,8 @@ from common.settings import Settings
 from common.topics import Topic
 from control.processes import ServiceGroup
 from control.usage import request_release, usage_show
+from devstack.smtp_relay import RelaySink
 from tests.integration.quota_rig import (
-    SmtpSink,
     ensure_plan,
     inbound,
     new_tenant,
@@ -54,7 +54,7 @@ def held_rows(settings: Settings, tenant_id: str) -> list[dict[str, Any]]:
 
 
 async def test_limit_alerts_hold_upgrade_and_new_period(settings: Settings, tmp_path: Path) -> None:
-    sink = SmtpSink()
+    sink = RelaySink()
     port = await asyncio.to_thread(sink.start)
     settings = Settings.from_env(
         {}, **{**vars(settings), "smtp_relay_host": "127.0.0.1", "smtp_relay_port": port}

@@ -23,8 +23,8 @@ from confluent_kafka.admin import AdminClient
 from common.settings import Settings
 from common.topics import Topic
 from control.processes import ServiceGroup
+from devstack.smtp_relay import RelaySink
 from tests.integration.quota_rig import (
-    SmtpSink,
     ensure_plan,
     group_lag,
     inbound,
@@ -65,7 +65,7 @@ def _reset_inbound_offsets(settings: Settings) -> None:
 async def test_sigkill_and_replay_count_every_message_once(
     settings: Settings, tmp_path: Path
 ) -> None:
-    sink = SmtpSink()
+    sink = RelaySink()
     port = await asyncio.to_thread(sink.start)
     settings = Settings.from_env({}, **{**vars(settings), "smtp_relay_port": port})
     ensure_plan(settings, f"test-{LIMIT}", LIMIT)
@@ -136,7 +136,7 @@ async def test_sigkill_and_replay_count_every_message_once(
         mine = {a for a in alert_ids if a.split(":")[0] in limits}
 
         async def mailed() -> bool:
-            return {str(m["X-OpenClaw-Alert-Id"]) for m in sink.messages} >= mine
+            return {r.header("X-OpenClaw-Alert-Id") for r in sink.received} >= mine
 
         await eventually(mailed, timeout=60, what="an email per alert")
 

@@ -205,3 +205,22 @@ def test_crashes_and_replays_never_change_the_count(
     assert admitted == list(range(1, len(admitted) + 1))
     expected = n if limit is None else min(n, limit)
     assert final.count == expected
+
+
+def test_a_suspended_tenant_has_every_message_held_without_a_quota_alert() -> None:
+    state = None
+    suspended = tenant(msg_limit=None, status="suspended")
+    verdicts = []
+    for ref in refs(3):
+        state, d = decide(state, ref, suspended, NOW)
+        assert d.verdict is not None
+        verdicts.append(d.verdict)
+    assert state is not None
+    assert [v.outcome for v in verdicts] == [Outcome.HELD] * 3
+    assert all(v.alerts == () for v in verdicts)
+    assert (state.count, state.held) == (0, 3)
+
+
+def test_a_deleted_tenant_is_invalid() -> None:
+    with pytest.raises(InvalidEvent, match="deleted"):
+        decide(None, InboundRef("e0", 0, 0), tenant(status="deleted"), NOW)

@@ -52,6 +52,8 @@ def test_room_and_fetch_size_follow_the_allowance() -> None:
     later = tenant(msg_limit=3, period_start=PERIOD_END, period_end=PERIOD_END + timedelta(30))
     assert room(state, later) == 3  # a new period starts from zero
     assert not needs_release(held_state(3, 0, limit=3), tenant(msg_limit=10))
+    # a suspended tenant keeps everything held until it is back in service
+    assert not needs_release(state, tenant(msg_limit=10, status="suspended"))
 
 
 def test_a_release_takes_a_prefix_of_the_queue_and_counts_it() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from common.directory import Tenant
 from common.topics import Topic
-from streams.release_watch import ReleaseWatch, changed
+from streams.release_watch import ReleaseWatch, allowance, changed
 from tests.integration.waiting import eventually
 from tests.streams.streams_fakes import OTHER, PERIOD_END, TENANT, FakeProducer, tenant
 
@@ -41,12 +41,13 @@ class Watch(ReleaseWatch):
 
 def test_only_a_changed_allowance_counts() -> None:
     a, b = tenant(), tenant(OTHER)
-    before = {t.tenant_id: (t.plan_id, t.msg_limit, t.period_start) for t in (a, b)}
+    before = {t.tenant_id: allowance(t) for t in (a, b)}
     assert changed(before, [a, b]) == []
     assert changed(before, [replace(a, msg_limit=10_000), b]) == [TENANT]
     assert changed(before, [a, replace(b, period_start=PERIOD_END)]) == [OTHER]
     assert changed(before, [replace(a, gateway_url="http://elsewhere")]) == []  # not allowance
     assert changed({}, [a]) == []  # a new tenant has nothing held
+    assert changed(before, [replace(a, status="suspended"), b]) == [TENANT]  # and back later
 
 
 async def test_requests_at_start_up_and_on_changes() -> None:

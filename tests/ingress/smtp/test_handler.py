@@ -8,7 +8,10 @@ counted and none of them produces anything.
 
 from __future__ import annotations
 
+import os
+import shutil
 import smtplib
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -243,3 +246,49 @@ def test_a_bounce_is_accepted_and_dropped(server: Server) -> None:
         wire = dsn.as_bytes(policy=dsn.policy.clone(linesep="\r\n"))
         assert smtp.sendmail("<>", [f"agent-acme@{DOMAIN}"], wire) == {}
     assert server.producer.attempts == 0
+
+
+def _swaks(server: Server, to: str, body: str) -> subprocess.CompletedProcess[str]:
+    swaks = shutil.which("swaks")
+    if swaks is None:
+        if os.environ.get("CI"):
+            pytest.fail("swaks is missing (scripts/setup-system.sh installs it)")
+        pytest.skip("swaks is not installed (Debian: apt-get install swaks)")
+    return subprocess.run(  # noqa: S603 (fixed arguments, loopback)
+        [
+            swaks,
+            "--server",
+            f"127.0.0.1:{server.port}",
+            "--from",
+            "bob@example.com",
+            "--to",
+            to,
+            "--header",
+            "Subject: From swaks",
+            "--body",
+            body,
+            "--timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_swaks_a_real_mail_client_gets_250_and_one_event(server: Server) -> None:
+    done = _swaks(server, f"agent-bravo@{DOMAIN}", "Sent by swaks.")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "<-  250 2.0.0 OK queued" in done.stdout
+    [sent] = server.producer.sent
+    record = sent.decoded()
+    assert (sent.key, record["sender_id"]) == (TENANT_B, "bob@example.com")
+    assert record["text"] == "From swaks\n\nSent by swaks."
+
+
+def test_swaks_to_an_unknown_agent_gets_550_and_nothing_is_produced(server: Server) -> None:
+    done = _swaks(server, f"agent-nobody@{DOMAIN}", "Anyone there?")
+    assert done.returncode == 24, done.stdout + done.stderr  # swaks: no RCPTs accepted
+    assert "<** 550" in done.stdout
+    assert server.producer.sent == []
