@@ -59,6 +59,10 @@ fuzz: $(STAMP) ## fuzz every route and parser with 100,000 inputs per test (FUZZ
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} $(BIN)/pytest -q \
 		--hypothesis-show-statistics $(FUZZ_TESTS)
 
+.PHONY: chaos
+chaos: setup ## chaos run: 20,000 messages while workers, Kafka and PostgreSQL die (CHAOS_ARGS="--seed N ...")
+	$(NETNS) $(BIN)/python -m chaos $(CHAOS_ARGS)
+
 compose-check: ## validate docker-compose.yml (`docker compose config`, or Debian's docker-compose)
 	@if docker compose version >/dev/null 2>&1; then docker compose config -q; \
 	else docker-compose config -q; fi

@@ -39,14 +39,8 @@ class TelegramWebhooks:
     def ensure(self, tenant_id: str) -> int:
         """Set every pending webhook of this tenant; returns how many were set now."""
         with psycopg.connect(self._settings.database_url, row_factory=dict_row) as conn:
-            rows = conn.execute(
-                "SELECT id, external_id, credentials FROM channel_bindings WHERE tenant_id = %s"
-                " AND channel = 'telegram' AND settings->>'webhook' = 'pending'",
-                (tenant_id,),
-            ).fetchall()
             done = 0
-            for row in rows:
-                token = self._box.open(bytes(row["credentials"])).value
+            for row, token in self._bots(conn, tenant_id, webhook="pending"):
                 secret = secrets.token_urlsafe(32)
                 url = (
                     f"{self._settings.public_base_url.rstrip('/')}"
@@ -76,14 +70,8 @@ class TelegramWebhooks:
     def release(self, tenant_id: str) -> int:
         """`deleteWebhook` for each bot of this tenant whose webhook we set; returns how many."""
         with psycopg.connect(self._settings.database_url, row_factory=dict_row) as conn:
-            rows = conn.execute(
-                "SELECT id, credentials FROM channel_bindings WHERE tenant_id = %s"
-                " AND channel = 'telegram' AND settings->>'webhook' = 'set'",
-                (tenant_id,),
-            ).fetchall()
             done = 0
-            for row in rows:
-                token = self._box.open(bytes(row["credentials"])).value
+            for row, token in self._bots(conn, tenant_id, webhook="set"):
                 outcome = self._call(token, "deleteWebhook", {"drop_pending_updates": True})
                 if outcome is None:  # the bot is free again: another tenant may bind it
                     conn.execute("DELETE FROM channel_bindings WHERE id = %s", (row["id"],))
@@ -96,6 +84,17 @@ class TelegramWebhooks:
                     )
                 conn.commit()
         return done
+
+    def _bots(
+        self, conn: psycopg.Connection[dict[str, Any]], tenant_id: str, *, webhook: str
+    ) -> list[tuple[dict[str, Any], str]]:
+        """The tenant's Telegram bindings whose webhook is in state `webhook`, with tokens."""
+        rows = conn.execute(
+            "SELECT id, external_id, credentials FROM channel_bindings WHERE tenant_id = %s"
+            " AND channel = 'telegram' AND settings->>'webhook' = %s",
+            (tenant_id, webhook),
+        ).fetchall()
+        return [(row, self._box.open(bytes(row["credentials"])).value) for row in rows]
 
     def _set_webhook(self, token: str, url: str, secret: str) -> str | None:
         """None when Telegram accepted; the reason when it refused for good."""

@@ -13,7 +13,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
 
 from bench import events
 from bench.report import Figure
@@ -49,7 +53,7 @@ class MeteringPhase:
 
 def run(world: World, settings: Settings, *, window_s: float) -> MeteringPhase:
     inbound = settings.topic(Topic.INBOUND.value)
-    have = end_offsets(settings.kafka_bootstrap, [inbound])
+    have = _when_led(lambda: end_offsets(settings.kafka_bootstrap, [inbound]))
     if have < EVENTS:
         tenants = world.tenants
         events.produce(
@@ -71,6 +75,19 @@ def run(world: World, settings: Settings, *, window_s: float) -> MeteringPhase:
         group.stop()
     raw = _raw_loop(settings, inbound, total)
     return MeteringPhase(rate, raw, total)
+
+
+def _when_led(read: Callable[[], int], timeout_s: float = 30.0) -> int:
+    """`read()`, retried while the topic, created a moment ago, has no leader yet (when the
+    ingress phase did not run first)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return read()
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _raw_loop(settings: Settings, source: str, total: int) -> float:

@@ -1,11 +1,12 @@
 """Session-sync phase: rows/s written to PostgreSQL by the streams worker vs a raw COPY.
 
 `EVENTS` session events (message_in, 1,000 tenants, 5 conversations each) are produced to
-session.events first; the streams worker then writes them (one transaction per event:
-sessions, messages, usage_logs, session_stats) and the rate counts `messages` rows from the
-first one on, for up to `window_s`. The baseline COPYs the same message rows in one
-transaction into `bench_copy`, a table made `LIKE messages INCLUDING ALL` (same columns,
-defaults, indexes and checks; no foreign keys), on the same durable PostgreSQL.
+session.events first; the streams worker then writes them (one transaction per batch of
+what the stream has buffered, up to 1,000 events: sessions, messages, session_stats) and
+the rate counts `messages` rows from the first one on, for up to `window_s`. The baseline
+COPYs the same message rows in one transaction into `bench_copy`, a table made `LIKE
+messages INCLUDING ALL` (same columns, defaults, indexes and checks; no foreign keys), on
+the same durable PostgreSQL.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class SessionSyncPhase:
     def figures(self) -> list[Figure]:
         note = (
             f"{self.project.count:,} events in {self.project.seconds:.1f}s;"
-            " one transaction per event (4 tables) vs one COPY into a table like messages"
+            " one transaction per batch (3 tables) vs one COPY into a table like messages"
         )
         return [
             Figure(

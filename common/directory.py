@@ -25,6 +25,8 @@ from common.secrets import SecretBox
 from common.settings import Secret, Settings
 
 log = logging.getLogger(__name__)
+#: How long a starting service waits for PostgreSQL before it gives up.
+START_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -218,9 +220,22 @@ class Directory:
         self.version += 1
         self.loaded.set()
 
-    async def start(self) -> None:
-        """Load once (raising if PostgreSQL is unreachable), then follow changes."""
-        await self.reload()
+    async def start(self, *, wait_s: float = START_WAIT_S) -> None:
+        """Load once, then follow changes. PostgreSQL down at start-up (a restart, a
+        failover) is waited for with backoff for up to `wait_s`, then the error is raised."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        delay = 0.5
+        while True:
+            try:
+                await self.reload()
+                break
+            except psycopg.OperationalError as err:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise
+                log.warning("directory: PostgreSQL unreachable (%s), retrying", type(err).__name__)
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 5.0)
         self._task = asyncio.create_task(self._follow(), name="directory-follow")
 
     async def stop(self) -> None:

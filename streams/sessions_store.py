@@ -1,4 +1,6 @@
-"""PostgreSQL writes of session-sync: one transaction per SessionEvent, idempotent by event id.
+"""PostgreSQL writes of session-sync, idempotent by event id: `apply` writes one SessionEvent
+in its own transaction, `apply_batch` many in one transaction (set-based: the rows are
+COPYed into a temporary table, then a handful of statements insert and update from it).
 
 Replaying session.events from offset 0 leaves identical rows, because every write either
 keeps what is there or is derived from what is there:
@@ -18,13 +20,26 @@ keeps what is there or is derived from what is there:
 subscription period is not part of a SessionEvent. (`usage_logs`, per subscription period,
 is kept from usage.records by `streams.usage_store`, the stream billing sums.)
 
+A batch leaves exactly the rows the same events applied one by one in order would leave:
+sessions are inserted or widened once per session (earliest start, latest message); a
+message is inserted from the first occurrence of its event id, later occurrences (and
+rows already there) only fill missing token counts and turn `held` into `admitted`; the
+prompt tokens of replies are copied after the inserts, so a question and its reply in the
+same batch meet in either order; message counts are recounted for the sessions that got
+rows; and `session_stats` adds what the inserts added (a session counts when the event that
+created it inserted its message).
+
 Errors: `psycopg.IntegrityError` / `psycopg.DataError` (the tenant was deleted, a value
 PostgreSQL refuses) become `InvalidEvent`; everything else (`OperationalError`, pool
-timeouts) propagates and is retried by the agent.
+timeouts) propagates and is retried by the agent. A batch fails as a whole (nothing of it
+is committed); the agent then applies its events one by one, so one refused row is
+dead-lettered alone.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -115,6 +130,10 @@ def increments(row: SessionRow, *, inserted: bool, session_created: bool) -> Inc
 
 class SessionsStore(Protocol):
     async def apply(self, row: SessionRow) -> Increments: ...
+
+    async def apply_batch(self, rows: Sequence[SessionRow]) -> Increments:
+        """All rows in one transaction, as if applied one by one in order; the sum."""
+        ...
 
 
 _NEW_SESSION = """
@@ -229,3 +248,193 @@ class PgSessionsStore:
         except (psycopg.IntegrityError, psycopg.DataError) as err:
             state = err.sqlstate or type(err).__name__
             raise InvalidEvent(f"rejected by PostgreSQL: {state}: {err}") from err
+
+    async def apply_batch(self, rows: Sequence[SessionRow]) -> Increments:
+        if not rows:
+            return Increments()
+        try:
+            with PG_WRITE_SECONDS.labels("messages_batch").time():
+                async with self._pool.connection() as conn, conn.transaction():
+                    return await write_batch(conn, rows)
+        except (psycopg.IntegrityError, psycopg.DataError) as err:
+            state = err.sqlstate or type(err).__name__
+            raise InvalidEvent(f"rejected by PostgreSQL: {state}: {err}") from err
+
+
+# -- a batch in one transaction ---------------------------------------------------------
+
+# One per connection, emptied at every commit.
+_BATCH_TABLE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS session_batch (
+  ord           INT NOT NULL,
+  event_id      TEXT NOT NULL,
+  tenant_id     UUID NOT NULL,
+  session_id    TEXT NOT NULL,
+  channel       TEXT NOT NULL,
+  at            TIMESTAMPTZ NOT NULL,
+  role          TEXT NOT NULL,
+  content       TEXT,
+  status        TEXT NOT NULL,
+  token_count   INT,
+  input_tokens  INT,
+  output_tokens INT,
+  in_reply_to   TEXT,
+  model         TEXT
+) ON COMMIT DELETE ROWS
+"""
+_BATCH_COPY = """
+COPY session_batch (ord, event_id, tenant_id, session_id, channel, at, role, content, status,
+                    token_count, input_tokens, output_tokens, in_reply_to, model) FROM STDIN
+"""
+_BATCH_SESSIONS = """
+INSERT INTO sessions (tenant_id, session_id, channel, started_at, last_message_at, message_count)
+SELECT tenant_id, session_id, (array_agg(channel ORDER BY ord))[1], min(at), max(at), 0
+FROM session_batch GROUP BY tenant_id, session_id ORDER BY tenant_id, session_id
+ON CONFLICT (tenant_id, session_id) DO NOTHING
+RETURNING tenant_id::text, session_id
+"""
+_BATCH_MESSAGES = """
+INSERT INTO messages (event_id, tenant_id, session_id, role, content, status, token_count,
+                      input_tokens, output_tokens, in_reply_to, created_at, metadata)
+SELECT b.event_id, b.tenant_id, b.session_id, b.role, b.content, b.status,
+       COALESCE(b.token_count, reply.input_tokens), COALESCE(b.input_tokens, reply.input_tokens),
+       b.output_tokens, b.in_reply_to, b.at,
+       CASE WHEN b.model <> '' THEN jsonb_build_object('model', b.model) END
+FROM (SELECT DISTINCT ON (event_id) * FROM session_batch ORDER BY event_id, ord) AS b
+LEFT JOIN messages reply  -- a reply stored earlier: take its prompt tokens now
+  ON b.role = 'user' AND reply.event_id = 'reply:' || b.event_id
+  AND reply.in_reply_to = b.event_id AND reply.tenant_id = b.tenant_id
+ORDER BY b.ord
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+_BATCH_FILL = """
+UPDATE messages m
+SET input_tokens = COALESCE(m.input_tokens, f.input_tokens),
+    output_tokens = COALESCE(m.output_tokens, f.output_tokens),
+    token_count = COALESCE(m.token_count, f.token_count),
+    status = CASE WHEN f.release AND m.role = 'user' AND m.status = 'held'
+                  THEN 'admitted' ELSE m.status END
+FROM (SELECT event_id,
+             (array_agg(input_tokens ORDER BY ord) FILTER (WHERE input_tokens IS NOT NULL))[1]
+               AS input_tokens,
+             (array_agg(output_tokens ORDER BY ord) FILTER (WHERE output_tokens IS NOT NULL))[1]
+               AS output_tokens,
+             (array_agg(token_count ORDER BY ord) FILTER (WHERE token_count IS NOT NULL))[1]
+               AS token_count,
+             bool_or(role = 'user' AND status = 'admitted') AS release
+      FROM session_batch GROUP BY event_id) AS f
+WHERE m.event_id = f.event_id
+  AND ((m.input_tokens IS NULL AND f.input_tokens IS NOT NULL)
+    OR (m.output_tokens IS NULL AND f.output_tokens IS NOT NULL)
+    OR (f.release AND m.role = 'user' AND m.status = 'held'))
+"""
+_BATCH_PROMPT_TOKENS = """
+UPDATE messages m
+SET input_tokens = r.input_tokens, token_count = COALESCE(m.token_count, r.input_tokens)
+FROM (SELECT DISTINCT ON (in_reply_to, tenant_id) in_reply_to, tenant_id, input_tokens
+      FROM session_batch
+      WHERE role = 'assistant' AND in_reply_to <> '' AND input_tokens IS NOT NULL
+      ORDER BY in_reply_to, tenant_id, ord) AS r
+WHERE m.event_id = r.in_reply_to AND m.tenant_id = r.tenant_id AND m.input_tokens IS NULL
+"""
+# the sessions already there: widened to the batch's times; every session that got a
+# message: its count recomputed
+_BATCH_TOUCH_SESSIONS = """
+UPDATE sessions s
+SET started_at = LEAST(s.started_at, b.first_at),
+    last_message_at = GREATEST(s.last_message_at, b.last_at),
+    message_count = CASE WHEN b.got_messages
+                         THEN (SELECT count(*) FROM messages m
+                               WHERE m.tenant_id = s.tenant_id AND m.session_id = s.session_id)
+                         ELSE s.message_count END
+FROM (SELECT tenant_id, session_id, min(at) AS first_at, max(at) AS last_at,
+             bool_or(event_id = ANY(%(inserted)s::text[])) AS got_messages
+      FROM session_batch GROUP BY tenant_id, session_id) AS b
+WHERE s.tenant_id = b.tenant_id AND s.session_id = b.session_id
+  AND (b.got_messages OR (s.started_at, s.last_message_at) IS DISTINCT FROM
+       (LEAST(s.started_at, b.first_at), GREATEST(s.last_message_at, b.last_at)))
+"""
+_BATCH_STATS = """
+INSERT INTO session_stats (tenant_id, period, channel, session_count, message_count)
+SELECT * FROM unnest(%(tenant_id)s::uuid[], %(period)s::date[], %(channel)s::text[],
+                     %(sessions)s::int[], %(messages)s::int[])
+ORDER BY 1, 2, 3
+ON CONFLICT (tenant_id, period, channel) DO UPDATE
+SET session_count = session_stats.session_count + EXCLUDED.session_count,
+    message_count = session_stats.message_count + EXCLUDED.message_count
+"""
+
+
+async def write_batch(conn: psycopg.AsyncConnection[Any], rows: Sequence[SessionRow]) -> Increments:
+    """All writes for `rows` (in order), inside the caller's transaction."""
+    await conn.execute(_BATCH_TABLE)
+    async with conn.cursor() as cur, cur.copy(_BATCH_COPY) as copy:
+        for i, row in enumerate(rows):
+            await copy.write_row(
+                (
+                    i,
+                    row.event_id,
+                    row.tenant_id,
+                    row.session_id,
+                    row.channel,
+                    row.occurred_at,
+                    row.role,
+                    row.text,
+                    row.status,
+                    row.token_count,
+                    row.input_tokens,
+                    row.output_tokens,
+                    row.in_reply_to,
+                    row.model,
+                )
+            )
+    cur = await conn.execute(_BATCH_SESSIONS)
+    created = {(str(t), str(s)) for t, s in await cur.fetchall()}
+    cur = await conn.execute(_BATCH_MESSAGES)
+    inserted = {str(r[0]) for r in await cur.fetchall()}
+    await conn.execute(_BATCH_FILL)
+    await conn.execute(_BATCH_PROMPT_TOKENS)
+    await conn.execute(_BATCH_TOUCH_SESSIONS, {"inserted": sorted(inserted)})
+    totals = batch_increments(rows, inserted=inserted, created=created)
+    if totals:
+        keys = sorted(totals)
+        await conn.execute(
+            _BATCH_STATS,
+            {
+                "tenant_id": [k[0] for k in keys],
+                "period": [k[1] for k in keys],
+                "channel": [k[2] for k in keys],
+                "sessions": [totals[k].stats_sessions for k in keys],
+                "messages": [totals[k].stats_messages for k in keys],
+            },
+        )
+    return Increments(
+        stats_sessions=sum(d.stats_sessions for d in totals.values()),
+        stats_messages=sum(d.stats_messages for d in totals.values()),
+    )
+
+
+def batch_increments(
+    rows: Sequence[SessionRow], *, inserted: set[str], created: set[tuple[str, str]]
+) -> dict[tuple[str, date, str], Increments]:
+    """What `rows` add to `session_stats`, per (tenant, period, channel): the row that
+    inserted a message counts it (the first one of its event id), and the first row of a
+    session created by the batch counts the session if it inserted its message."""
+    out: dict[tuple[str, date, str], Increments] = {}
+    counted: set[str] = set()
+    opened: set[tuple[str, str]] = set()
+    for row in rows:
+        session = (str(uuid.UUID(row.tenant_id)), row.session_id)  # as RETURNING prints it
+        first_of_session = session in created and session not in opened
+        opened.add(session)
+        if row.event_id not in inserted or row.event_id in counted:
+            continue
+        counted.add(row.event_id)
+        delta = increments(row, inserted=True, session_created=first_of_session)
+        key = (row.tenant_id, row.period, row.channel)
+        have = out.get(key, Increments())
+        out[key] = Increments(
+            have.stats_sessions + delta.stats_sessions, have.stats_messages + delta.stats_messages
+        )
+    return out

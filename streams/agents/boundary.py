@@ -11,6 +11,12 @@ its handler through `Boundary.process`, which never lets one out:
 
 Only cancellation (worker shutdown, partitions revoked) ends the retries; the agent then
 does not ack the event, so it is consumed again.
+
+Batches: `batches` groups a Faust stream's events into what is already buffered (never
+waiting for more, so a quiet stream still handles each event at once), and an agent handles
+a batch in one go (one transaction, one flush). When that fails, `each` runs every event of
+the batch through `process` on its own, so the failure rules above still apply per event
+(the one invalid event is dead-lettered, the others are stored).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from common.consumer import Event
@@ -31,6 +37,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
+
+#: Most events an agent takes in one batch.
+BATCH_MAX = 1000
 
 
 class Producer(Protocol):
@@ -74,6 +83,25 @@ class Boundary:
         self._producer = producer
         self._retry_cap = retry_cap_s
         self._sleep = sleep
+        self._ok = EVENTS_PROCESSED.labels(stage, "ok")
+
+    def done(self, count: int) -> None:
+        """`count` events were handled together (as a batch) and succeeded."""
+        if count:
+            self._ok.inc(count)
+
+    async def each(self, events: Sequence[Event], handler: Handler, err: Exception) -> None:
+        """Handling `events` as a batch failed with `err`: run each on its own."""
+        if events:
+            log.warning(
+                "%s: a batch of %d failed (%s: %s); handling each event on its own",
+                self.stage,
+                len(events),
+                type(err).__name__,
+                err,
+            )
+        for event in events:
+            await self.process(event, handler)
 
     async def process(self, event: Event, handler: Handler) -> str:
         """Run `handler` until it succeeds or the event is dead-lettered; the outcome."""
@@ -108,7 +136,7 @@ class Boundary:
                 )
                 await self._sleep(delay)
                 continue
-            EVENTS_PROCESSED.labels(self.stage, "ok").inc()
+            self._ok.inc()
             return "ok"
 
     async def dead_letter(self, event: Event, reason: str) -> None:
@@ -149,3 +177,41 @@ class Boundary:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+async def batches(stream: Any, max_size: int = BATCH_MAX) -> AsyncGenerator[list[Any], None]:
+    """The events of a Faust stream in batches of what has arrived, at most `max_size`.
+
+    A task reads the stream into a bounded queue; each batch is the first event to arrive
+    plus whatever is queued behind it at that moment, so a batch never waits for more
+    events (a lone event is handled at once), and nothing already read is held back while
+    the stream waits (Faust may skip a queued event, e.g. one of a previous generation after
+    a rebalance). Close the generator (`contextlib.aclosing`) to stop the reader: events it
+    read but did not hand out are never acked, so they are consumed again."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(max_size)
+
+    async def read() -> None:
+        async for record in stream.events():
+            await queue.put(record)
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while True:
+            if queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    reader.result()  # the stream failed: raise; or it ended
+                    if queue.empty():
+                        return
+                    batch = [queue.get_nowait()]
+                else:
+                    batch = [getter.result()]
+            else:
+                batch = [queue.get_nowait()]
+            while len(batch) < max_size and not queue.empty():
+                batch.append(queue.get_nowait())
+            yield batch
+    finally:
+        reader.cancel()

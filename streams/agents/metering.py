@@ -3,48 +3,84 @@ quota.releases → held messages released in order.
 
 The tenant's plan and period come from the in-memory `common.directory.Directory` (loaded
 from PostgreSQL, refreshed by LISTEN/NOTIFY: no database call per message); the count lives
-in the `meter_state` table (one JSON value per tenant, see `streams.metering`). Per event:
-decide, write the new state (one table write = one changelog record) and wait until the
-broker has it, then send every output and wait for the broker's (and PostgreSQL's)
-acknowledgement before the event is acked. A retry after a failed send finds the event among
-the recent verdicts and sends the same outputs again. Because the state is durable before
-any output exists, a redelivered event always finds its verdict: it is never decided a
-second time, not even after the plan or the period changed in between.
+in the `meter_state` table (one JSON value per tenant, see `streams.metering`).
 
-Outputs of an admitted message, produced in this order and awaited together (one round trip
-per message): the session event (so session-sync usually stores the user message before the
-bridge's reply to it; it also copes with the reverse), messages.admitted, the usage record
-and a soft alert when one is due. Of a held message: the session event, the queue row
-(PostgreSQL), messages.held (the original bytes, an audit log), the polite notice to the
-end user (messages.outbound) and the hard alert when one is due.
+Group commit. The agent takes what the stream has buffered (`boundary.batches`, up to
+`BATCH_MAX`, never waiting for more) and handles it as one group: it decides every event in
+order with the pure `decide` (each tenant's state updated in memory), writes each touched
+tenant's state to the table once (one changelog record per tenant), waits once until the
+broker has acknowledged them all (`ChangelogAcks`), then starts every output of the group
+and waits for all their acknowledgements (broker acks, the queue rows committed in
+PostgreSQL) before the events are acked. So the state is durable before any output exists,
+and a redelivered
+event always finds its verdict: it is never decided a second time, not even after the plan
+or the period changed in between; its outputs are sent again, the same.
+
+A group stops before an event whose decision would push a verdict of the same group out of
+the tenant's window of recent verdicts (`streams.metering.RECENT_EVENTS`): every event with
+unsent outputs must stay in the window so a replay re-sends them. Events that need more than
+a decision go the slow way, one at a time after the group before them is committed: a tenant
+with held messages and room again (release first, see below), the event that triggered the
+latest release (its outputs are re-sent), an unknown tenant (directory reload, dead letter)
+and anything undecodable. When committing a group fails, each of its events is handled again
+on its own (`Boundary.each`): replays by then, so nothing is counted twice.
+
+Outputs of an admitted message, started in this order: the session event (so session-sync
+usually stores the user message before the bridge's reply to it; it also copes with the
+reverse), a soft alert when one is due, messages.admitted and the usage record. Of a held
+message: the session event, the hard alert when one is due, messages.held (the original
+bytes, an audit log), the polite notice to the end user (messages.outbound) and the queue
+row (PostgreSQL; one tenant's rows are inserted one after the other, in decision order, so
+`seq` keeps the original order).
 
 Releases: before a new message of a tenant with held messages and room (after an upgrade or
 in a new period) is decided, the held ones are released first, so nothing overtakes them; a
 release request (`streams.release_watch`, `openclaw-saas overage release`) does the same for
-a tenant that sends nothing. Both agents share the table and take one lock, so a tenant's
-state has one writer at a time; the state's `last_release` names the event that triggered
-the latest release, and handling that event again re-sends the release's outputs.
+a tenant that sends nothing. Both agents share the table and take one lock (a group holds it
+from its first decision to its last output), so a tenant's state has one writer at a time;
+the state's `last_release` names the event that triggered the latest release, and handling
+that event again re-sends the release's outputs.
+
+The parsed states of recently seen tenants are kept in memory (`STATE_CACHE`); every write
+goes through here, and the cache is dropped whenever partitions move (Faust then rebuilds
+the table from its changelog).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import replace
+import warnings
+import weakref
+from collections import OrderedDict
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
+from contextlib import AbstractContextManager, aclosing, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Protocol
 
 import faust
+import faust.streams
 from faust.types import AgentT
 
 from common.consumer import Event
 from common.directory import Tenant
+from common.errors import InvalidEvent
 from common.settings import Settings
 from common.telemetry import QUOTA_DECISIONS
 from common.topics import Topic
 from schemas import codec
-from streams.agents.boundary import Boundary, Producer
+from streams.agents.boundary import BATCH_MAX, Boundary, Producer, batches
 from streams.alerts import alert_record, notice_record
 from streams.held_store import HeldQueue, HeldRow
 from streams.metering import (
@@ -68,8 +104,15 @@ TABLE = "meter_state"
 SEND_TIMEOUT_S = 30.0
 #: Reload the directory on an unknown tenant (a tenant created a moment ago) at most this often.
 REFRESH_INTERVAL_S = 10.0
+#: Parsed tenant states kept in memory (least recently used dropped first).
+STATE_CACHE = 4096
+#: Bytes per partition in one changelog produce request (Faust's default is 16 KiB, two
+#: meter states: a group's writes would take one broker round trip per two tenants).
+CHANGELOG_BATCH_BYTES = 512 * 1024
 
 Clock = Callable[[], datetime]
+#: Makes an event the one the table's writes belong to (its partition); see `register`.
+Scope = Callable[[Event], AbstractContextManager[Any]]
 
 
 class Tenants(Protocol):
@@ -88,8 +131,42 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _no_scope(_: Event) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
+class _Step(Enum):
+    ADDED = "added"  # decided in memory, part of the group
+    FULL = "full"  # commit the group first, then decide this event in the next one
+    SLOW = "slow"  # commit the group first, then handle this event on its own
+
+
+@dataclass(frozen=True)
+class _Output:
+    """A decided event of a group whose outputs are still to be sent."""
+
+    event: Event
+    record: Mapping[str, Any]
+    verdict: Verdict
+    tenant: Tenant
+
+
+@dataclass
+class _Group:
+    """Events decided in memory, committed together."""
+
+    events: list[Event] = field(default_factory=list)
+    before: dict[str, MeterState] = field(default_factory=dict)  # tenant -> state read
+    states: dict[str, MeterState] = field(default_factory=dict)  # tenant -> state now
+    last: dict[str, Event] = field(default_factory=dict)  # tenant -> its latest event
+    unsent: dict[str, set[str]] = field(default_factory=dict)  # tenant -> ids with outputs
+    outputs: list[_Output] = field(default_factory=list)
+    decisions: dict[tuple[str, str], int] = field(default_factory=dict)  # (plan, outcome)
+
+
 class Metering:
-    """The handlers: one inbound event (or release request) in, its outputs acknowledged."""
+    """The handlers: inbound events (one, or a batch) or a release request in, outputs
+    acknowledged."""
 
     def __init__(
         self,
@@ -101,6 +178,10 @@ class Metering:
         refresh: Callable[[], Awaitable[None]] | None = None,
         clock: Clock = utc_now,
         durable: Callable[[], Awaitable[None]] | None = None,
+        scope: Scope = _no_scope,
+        cache_size: int = STATE_CACHE,
+        dump: Callable[[MeterState], Any] = MeterState.to_json,
+        load: Callable[[Any], MeterState] = MeterState.from_json,
     ) -> None:
         self._tenants = tenants
         self._table = table
@@ -109,8 +190,17 @@ class Metering:
         self._refresh = refresh
         self._clock = clock
         self._durable = durable  # waits until the table's changelog writes are acknowledged
+        self._scope = scope
         self._refreshed_at = float("-inf")
         self._lock = asyncio.Lock()  # one writer of the table at a time
+        self._unflushed = False  # table writes not yet known durable
+        self._cache: OrderedDict[str, MeterState] = OrderedDict()
+        self._cache_size = cache_size
+        self._decisions: dict[tuple[str, str], Any] = {}  # metric children by labels
+        self._dump = dump  # a state as the table stores it
+        self._load = load
+
+    # -- one event ----------------------------------------------------------------------
 
     async def handle(self, event: Event) -> None:
         """One message from messages.inbound."""
@@ -121,26 +211,137 @@ class Metering:
         ref = InboundRef(str(record["event_id"]), event.partition, event.offset, conversation)
         trigger = f"in:{ref.event_id}"
         async with self._lock:
-            state = self._state(tenant_id)
-            await self._resend_release(state, trigger, tenant)
-            fresh = state.verdict_for(ref.event_id) is None and not state.seen_offset(
-                ref.partition, ref.offset
-            )
-            queued: set[str] = set()
-            if fresh and needs_release(state, tenant):
-                state = await self._release(state, check_tenant(tenant), trigger, queued=queued)
-            new_state, decision = decide(
-                state, ref, tenant, self._clock(), queued=ref.event_id in queued
-            )
-            if decision.kind is Kind.NEW and not _triggered(new_state.last_release, trigger):
-                new_state = replace(new_state, last_release=None)  # its outputs are all sent
-            await self._write(tenant_id, state, new_state)
+            with self._scope(event):
+                state = self._state(tenant_id)
+                await self._resend_release(state, trigger, tenant)
+                fresh = state.verdict_for(ref.event_id) is None and not state.seen_offset(
+                    ref.partition, ref.offset
+                )
+                queued: set[str] = set()
+                if fresh and needs_release(state, tenant):
+                    state = await self._release(state, check_tenant(tenant), trigger, queued=queued)
+                new_state, decision = decide(
+                    state, ref, tenant, self._clock(), queued=ref.event_id in queued
+                )
+                if decision.kind is Kind.NEW and not _triggered(new_state.last_release, trigger):
+                    new_state = replace(new_state, last_release=None)  # its outputs are all sent
+                await self._write(tenant_id, state, new_state)
             verdict = decision.verdict
             if verdict is None:  # decided long ago, outputs known sent
                 return
             if decision.kind is Kind.NEW:
-                QUOTA_DECISIONS.labels(verdict.plan_id, verdict.outcome.value).inc()
+                self._count(verdict.plan_id, verdict.outcome.value)
             await self._emit(event, record, verdict, check_tenant(tenant))
+
+    # -- a batch: group commit ----------------------------------------------------------
+
+    async def handle_batch(self, events: Sequence[Event], guard: Boundary) -> None:
+        """Events from messages.inbound in order: decided in groups, each group's states
+        written once and made durable once, then all its outputs sent together. Returns
+        when every event is handled (or dead-lettered) and may be acked."""
+        i = 0
+        while i < len(events):
+            group = _Group()
+            step = _Step.ADDED
+            failure: Exception | None = None
+            async with self._lock:
+                while i < len(events):
+                    try:
+                        step = self._plan(group, events[i])
+                    except Exception:  # e.g. the table store failed: the slow way retries
+                        step = _Step.SLOW
+                    if step is not _Step.ADDED:
+                        break
+                    i += 1
+                try:
+                    await self._commit(group)
+                except Exception as err:  # handled again one by one, outside the lock
+                    failure = err
+                    self._forget(group.states)
+            if failure is not None:
+                await guard.each(group.events, self.handle, failure)
+            else:
+                guard.done(len(group.events))
+            if step is _Step.SLOW:
+                await guard.process(events[i], self.handle)
+                i += 1
+
+    def _plan(self, group: _Group, event: Event) -> _Step:
+        """Decide `event` into `group` in memory, if it can be."""
+        try:
+            record = decode(event)
+            tenant_id = str(record["tenant_id"])
+            tenant = self._tenants.tenant(tenant_id)
+            if tenant is None:
+                return _Step.SLOW  # reload the directory, or dead-letter
+            check_tenant(tenant)
+            conversation = f"{record['channel']}:{record['conversation_id']}"
+            ref = InboundRef(str(record["event_id"]), event.partition, event.offset, conversation)
+        except (InvalidEvent, KeyError, TypeError, ValueError):
+            return _Step.SLOW  # the slow way dead-letters it with the reason
+        state = group.states.get(tenant_id)
+        if state is None:
+            with self._scope(event):
+                state = self._state(tenant_id)
+        release = state.last_release
+        if release is not None and release.trigger == f"in:{ref.event_id}":
+            return _Step.SLOW  # re-send the release this event triggered
+        fresh = state.verdict_for(ref.event_id) is None and not state.seen_offset(
+            ref.partition, ref.offset
+        )
+        if fresh and needs_release(state, tenant):
+            return _Step.SLOW  # release the held messages first
+        try:
+            new_state, decision = decide(state, ref, tenant, self._clock())
+        except InvalidEvent:
+            return _Step.SLOW
+        verdict = decision.verdict
+        unsent = group.unsent.get(tenant_id)
+        if unsent and new_state.recent is not state.recent:
+            window = {v.event_id for v in new_state.recent}
+            if not unsent <= window:
+                return _Step.FULL  # it would push an unsent verdict out of the window
+        if decision.kind is Kind.NEW:
+            new_state = replace(new_state, last_release=None)  # its outputs are all sent
+        group.before.setdefault(tenant_id, state)
+        group.states[tenant_id] = new_state
+        group.last[tenant_id] = event
+        group.events.append(event)
+        if verdict is not None:
+            group.unsent.setdefault(tenant_id, set()).add(verdict.event_id)
+            group.outputs.append(_Output(event, record, verdict, tenant))
+            if decision.kind is Kind.NEW:
+                key = (verdict.plan_id, verdict.outcome.value)
+                group.decisions[key] = group.decisions.get(key, 0) + 1
+        return _Step.ADDED
+
+    async def _commit(self, group: _Group) -> None:
+        """Write the group's states (one write per tenant), wait until they are durable,
+        then send every output and wait for all acknowledgements."""
+        for tenant_id, new in group.states.items():
+            if new != group.before[tenant_id]:
+                with self._scope(group.last[tenant_id]):
+                    self._put(tenant_id, new)
+        for (plan, outcome), n in group.decisions.items():
+            self._count(plan, outcome, n)
+        await self._settle()
+        if not group.outputs:
+            return
+        sends: list[Awaitable[None]] = []
+        rows: dict[str, list[_Output]] = {}  # queue rows per tenant, in decision order
+        for out in group.outputs:
+            sends += self._sends(out.event, out.record, out.verdict, out.tenant)
+            if out.verdict.outcome is Outcome.HELD:
+                rows.setdefault(out.tenant.tenant_id, []).append(out)
+        sends += [self._put_rows(outs) for outs in rows.values()]
+        await _all(sends)
+
+    async def _put_rows(self, outs: Sequence[_Output]) -> None:
+        """One tenant's queue rows, one after the other: `seq` follows decision order."""
+        for out in outs:
+            await self._held_put(out.event, out.record, out.verdict)
+
+    # -- release requests ---------------------------------------------------------------
 
     async def handle_release(self, event: Event) -> None:
         """One request from quota.releases: release what the tenant's allowance allows."""
@@ -149,23 +350,61 @@ class Metering:
         tenant = check_tenant(await self._tenant(tenant_id))
         trigger = f"rq:{event.partition}:{event.offset}"
         async with self._lock:
-            state = self._state(tenant_id)
-            await self._resend_release(state, trigger, tenant)
-            if state.seen_request(event.partition, event.offset):
-                return
-            await self._release(state, tenant, trigger, request_at=(event.partition, event.offset))
+            with self._scope(event):
+                state = self._state(tenant_id)
+                await self._resend_release(state, trigger, tenant)
+                if state.seen_request(event.partition, event.offset):
+                    return
+                await self._release(
+                    state, tenant, trigger, request_at=(event.partition, event.offset)
+                )
 
     # -- state --------------------------------------------------------------------------
 
+    def forget(self) -> None:
+        """Drop the parsed states (the table may have changed: partitions moved)."""
+        self._cache.clear()
+
+    def _forget(self, tenant_ids: Iterable[str]) -> None:
+        for tenant_id in tenant_ids:
+            self._cache.pop(tenant_id, None)
+
     def _state(self, tenant_id: str) -> MeterState:
-        return MeterState.from_json(self._table.get(tenant_id))
+        state = self._cache.get(tenant_id)
+        if state is not None:
+            self._cache.move_to_end(tenant_id)
+            return state
+        state = self._load(self._table.get(tenant_id))
+        self._remember(tenant_id, state)
+        return state
+
+    def _remember(self, tenant_id: str, state: MeterState) -> None:
+        if self._cache_size <= 0:
+            return
+        self._cache[tenant_id] = state
+        self._cache.move_to_end(tenant_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _put(self, tenant_id: str, state: MeterState) -> None:
+        """Write the tenant's state to the table (not yet durable: see `_settle`)."""
+        self._cache.pop(tenant_id, None)
+        self._unflushed = True
+        self._table[tenant_id] = self._dump(state)
+        self._remember(tenant_id, state)
+
+    async def _settle(self) -> None:
+        """Wait until every table write so far is durable (before any output)."""
+        if self._unflushed:
+            if self._durable is not None:
+                await self._durable()
+            self._unflushed = False
 
     async def _write(self, tenant_id: str, old: MeterState, new: MeterState) -> None:
         """Store the tenant's new state and wait until it is durable (before any output)."""
         if new != old:
-            self._table[tenant_id] = new.to_json()
-            if self._durable is not None:
-                await self._durable()
+            self._put(tenant_id, new)
+        await self._settle()
 
     async def _tenant(self, tenant_id: str) -> Tenant | None:
         tenant = self._tenants.tenant(tenant_id)
@@ -175,6 +414,12 @@ class Metering:
             self._refreshed_at = time.monotonic()
             tenant = self._tenants.tenant(tenant_id)
         return tenant
+
+    def _count(self, plan: str, outcome: str, n: int = 1) -> None:
+        child = self._decisions.get((plan, outcome))
+        if child is None:
+            child = self._decisions[(plan, outcome)] = QUOTA_DECISIONS.labels(plan, outcome)
+        child.inc(n)
 
     # -- releases -----------------------------------------------------------------------
 
@@ -200,7 +445,7 @@ class Metering:
             if request_at is not None:
                 new_state = at_request(new_state, *request_at)
             await self._write(tenant.tenant_id, state, new_state)
-            QUOTA_DECISIONS.labels(release.plan_id, "released").inc(len(verdicts))
+            self._count(release.plan_id, "released", len(verdicts))
             await self._emit_release(tenant, release, rows)
             if queued is not None:
                 queued.update(r.event_id for r in rows if r.seq > new_state.released_seq)
@@ -220,6 +465,7 @@ class Metering:
     async def _emit_release(
         self, tenant: Tenant, release: Release, rows: Sequence[HeldRow]
     ) -> None:
+        await self._settle()
         payloads = {r.event_id: r.payload for r in rows}
         verdicts = release.verdicts([(r.seq, r.event_id) for r in rows])
         records = [codec.decode(payloads[v.event_id], expect="inbound_message") for v in verdicts]
@@ -249,23 +495,29 @@ class Metering:
     async def _emit(
         self, event: Event, record: Mapping[str, Any], verdict: Verdict, tenant: Tenant
     ) -> None:
-        tenant_id = str(record["tenant_id"])
+        await self._settle()
+        sends = self._sends(event, record, verdict, tenant)
+        if verdict.outcome is Outcome.HELD:
+            sends.append(self._held_put(event, record, verdict))
+        await _all(sends)
+
+    def _sends(
+        self, event: Event, record: Mapping[str, Any], verdict: Verdict, tenant: Tenant
+    ) -> list[Awaitable[None]]:
+        """The broker outputs of one decided message (the queue row is `_held_put`)."""
+        tenant_id = tenant.tenant_id
+        send = self._producer.send
         sends: list[Awaitable[None]] = [
-            self._producer.send(
+            send(
                 Topic.SESSION_EVENTS,
                 tenant_id,
                 session_event(record, verdict),
                 timeout=SEND_TIMEOUT_S,
             )
         ]
-        sends += self._alerts(tenant, verdict.alerts, verdict)
+        if verdict.alerts:
+            sends += self._alerts(tenant, verdict.alerts, verdict)
         if verdict.outcome is Outcome.HELD:
-            conversation = f"{record['channel']}:{record['conversation_id']}"
-            sends.append(
-                self._held.put(
-                    tenant_id, verdict.event_id, conversation, verdict.period_start_ms, event.raw
-                )
-            )
             # same schema as the source: the original bytes, untouched
             sends.append(
                 self._producer.send_raw(
@@ -274,21 +526,27 @@ class Metering:
             )
             if verdict.notice:
                 notice = notice_record(record, verdict, tenant)
-                sends.append(
-                    self._producer.send(Topic.OUTBOUND, tenant_id, notice, timeout=SEND_TIMEOUT_S)
-                )
+                sends.append(send(Topic.OUTBOUND, tenant_id, notice, timeout=SEND_TIMEOUT_S))
         else:
             sends.append(
-                self._producer.send(
-                    Topic.ADMITTED, tenant_id, admitted(record, verdict), timeout=SEND_TIMEOUT_S
-                )
+                send(Topic.ADMITTED, tenant_id, admitted(record, verdict), timeout=SEND_TIMEOUT_S)
             )
             sends.append(
-                self._producer.send(
-                    Topic.USAGE, tenant_id, usage(record, verdict), timeout=SEND_TIMEOUT_S
-                )
+                send(Topic.USAGE, tenant_id, usage(record, verdict), timeout=SEND_TIMEOUT_S)
             )
-        await _all(sends)
+        return sends
+
+    def _held_put(
+        self, event: Event, record: Mapping[str, Any], verdict: Verdict
+    ) -> Awaitable[None]:
+        conversation = f"{record['channel']}:{record['conversation_id']}"
+        return self._held.put(
+            str(record["tenant_id"]),
+            verdict.event_id,
+            conversation,
+            verdict.period_start_ms,
+            event.raw,
+        )
 
     def _alerts(
         self, tenant: Tenant, alerts: Sequence[Alert], source: Verdict | Release
@@ -313,6 +571,84 @@ class Metering:
             )
             for alert in alerts
         ]
+
+
+def state_bytes(state: MeterState) -> bytes:
+    """A tenant's state as the `meter_state` table stores it: compact JSON."""
+    return json.dumps(state.to_json(), separators=(",", ":")).encode()
+
+
+def state_from_bytes(raw: Any) -> MeterState:
+    """The state from a `meter_state` value: JSON bytes (or a decoded value, or nothing)."""
+    if isinstance(raw, bytes | bytearray | memoryview):
+        raw = json.loads(bytes(raw))
+    return MeterState.from_json(raw)
+
+
+@dataclass
+class _Write:
+    """One changelog record of the table, until the broker acknowledged it."""
+
+    future: Awaitable[Any]
+    partition: int | None
+    key: Any
+    value: Any
+
+
+class ChangelogAcks:
+    """The table's changelog writes, awaited: `wait()` returns once the broker acknowledged
+    every record written so far, and raises when one was lost (after sending that key's
+    latest value again, so the next `wait()` covers it). Exact, unlike flushing the
+    producer, which gives up waiting on its own buffer after 0.1 s without progress."""
+
+    def __init__(self, table: Any) -> None:
+        self._send = table.send_changelog
+        self._pending: list[_Write] = []
+        self._latest: dict[Any, _Write] = {}
+        table.send_changelog = self._sending  # every write of the table goes through here
+
+    def _sending(self, partition: int | None, key: Any, value: Any, *args: Any, **kw: Any) -> Any:
+        future = self._send(partition, key, value, *args, **kw)
+        write = _Write(future, partition, key, value)
+        self._pending.append(write)
+        self._latest[key] = write
+        return future
+
+    async def wait(self) -> None:
+        while self._pending:
+            writes = list(self._pending)
+            # asyncio.wait, not gather: a cancelled wait must not cancel Faust's futures
+            await asyncio.wait([asyncio.ensure_future(w.future) for w in writes])
+            del self._pending[: len(writes)]  # writes made meanwhile stay pending
+            failure: BaseException | None = None
+            for write in writes:
+                error = _failure(write.future)
+                latest = self._latest.get(write.key) is write
+                if error is not None:
+                    failure = failure or error
+                    if latest:
+                        self._sending(write.partition, write.key, write.value)
+                elif latest:
+                    del self._latest[write.key]
+            if failure is not None:
+                raise failure
+
+
+def _failure(future: Awaitable[Any]) -> BaseException | None:
+    if isinstance(future, asyncio.Future):
+        return future.exception() if not future.cancelled() else asyncio.CancelledError()
+    return None
+
+
+@contextmanager
+def _current_faust_event(source: Any) -> Iterator[None]:
+    """Within the block, Faust's "current event" (whose partition a table write goes to) is
+    `source`: what iterating the stream sets, made explicit for a batch."""
+    token = faust.streams._current_event.set(weakref.ref(source))
+    try:
+        yield
+    finally:
+        faust.streams._current_event.reset(token)
 
 
 def _triggered(release: Release | None, trigger: str) -> bool:
@@ -390,33 +726,78 @@ def register(
     held: HeldQueue,
     refresh: Callable[[], Awaitable[None]] | None = None,
     boundary: Boundary | None = None,
+    durable: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[AgentT[Any], AgentT[Any]]:
-    """Add the `meter_state` table, the metering agent and the release agent to `app`."""
+    """Add the `meter_state` table, the metering agent and the release agent to `app`.
+
+    `durable` waits until the table's writes are acknowledged (default: every changelog
+    record written so far, see `ChangelogAcks`). Faust's own producer carries nothing but
+    this table's changelog (outputs go through `producer`), so its batches are sized for
+    a group of meter states here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # AlreadyConfiguredWarning: intended
+        app.conf.producer_max_batch_size = CHANGELOG_BATCH_BYTES
     table = app.Table(
         TABLE,
         default=None,
         partitions=settings.topic_partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        # values are JSON bytes made here (`state_bytes`): serialised once, not once for the
+        # local store and once more for the changelog
+        schema=faust.Schema(key_serializer="json", value_serializer="raw"),
         help="Per-tenant count, held messages, offsets and recent verdicts (streams.metering).",
     )
+    acks = ChangelogAcks(table)
+    # Faust files a table write under the partition of the event being processed (the
+    # changelog partition and the local store's partition). A batch decides events of many
+    # partitions, so each write runs with its tenant's event made the current one.
+    sources: dict[int, Any] = {}  # id(Event) -> its Faust event, while its batch runs
+
+    def scope(event: Event) -> AbstractContextManager[Any]:
+        source = sources.get(id(event))
+        return nullcontext() if source is None else _current_faust_event(source)
+
     metering = Metering(
-        tenants, table, producer, held, refresh=refresh, durable=lambda: app.producer.flush()
+        tenants,
+        table,
+        producer,
+        held,
+        refresh=refresh,
+        durable=durable or acks.wait,
+        scope=scope,
+        dump=state_bytes,
+        load=state_from_bytes,
     )
     guard = boundary or Boundary(STAGE, producer)
     release_guard = boundary or Boundary(RELEASE_STAGE, producer)
+
+    async def moved(*_: Any, **__: Any) -> None:
+        metering.forget()  # the table is rebuilt from the changelog: parse it again
+
+    app.on_partitions_revoked.connect(moved)
+    app.on_partitions_assigned.connect(moved)
+    table.on_recover(moved)
 
     async def meter(stream: Any) -> None:
         # Manual acks: an event is acked only once its outputs are acknowledged. With
         # automatic acks Faust acks the current event even when the agent is cancelled
         # mid-retry (the ack sits in the stream generator's `finally`).
         manual = stream.noack()
-        async for record in manual.events():
-            message = record.message
-            event = to_event(
-                Topic.INBOUND, message.partition, message.offset, record.key, record.value
-            )
-            await guard.process(event, metering.handle)
-            await manual.ack(record)
+        async with aclosing(batches(manual, BATCH_MAX)) as taken:
+            async for records in taken:
+                events = []
+                for record in records:
+                    message = record.message
+                    event = to_event(
+                        Topic.INBOUND, message.partition, message.offset, record.key, record.value
+                    )
+                    sources[id(event)] = record
+                    events.append(event)
+                try:
+                    await metering.handle_batch(events, guard)
+                finally:
+                    sources.clear()
+                for record in records:
+                    await manual.ack(record)
 
     async def release(stream: Any) -> None:
         manual = stream.noack()

@@ -1,14 +1,19 @@
 """Session-sync agent: consumes session.events → writes PostgreSQL (sessions, messages,
 usage_logs, session_stats) through `streams.sessions_store`.
 
-One transaction per event, committed before the event is acked; the writes are idempotent
-by event id (see `streams.sessions_store`), so redelivery and full replays change nothing.
-A row PostgreSQL refuses (tenant deleted, bad value) is dead-lettered to
-session.events.dlq; an unreachable database is retried until it answers.
+The agent takes what the stream has buffered (`boundary.batches`, up to `BATCH_MAX`) and
+writes it in one transaction (`SessionsStore.apply_batch`, set-based), committed before the
+events are acked; the writes are idempotent by event id (see `streams.sessions_store`), so
+redelivery and full replays change nothing. An undecodable or malformed event is
+dead-lettered to session.events.dlq on its own. When the batch's transaction fails, its
+events are written again one per transaction: a row PostgreSQL refuses (tenant deleted, bad
+value) is then dead-lettered alone, and an unreachable database is retried until it answers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import aclosing
 from typing import Any
 
 import faust
@@ -18,7 +23,7 @@ from common.consumer import Event
 from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
-from streams.agents.boundary import Boundary, Producer
+from streams.agents.boundary import BATCH_MAX, Boundary, Producer, batches
 from streams.sessions_store import SessionRow, SessionsStore
 from streams.topics import decode, source_topic, to_event
 
@@ -26,18 +31,41 @@ STAGE = "session-sync"
 
 
 class SessionSync:
-    """The handler: one SessionEvent in, its rows committed."""
+    """The handlers: one SessionEvent (or a batch) in, its rows committed."""
 
     def __init__(self, store: SessionsStore) -> None:
         self._store = store
 
     async def handle(self, event: Event) -> None:
-        record = decode(event)
+        await self._store.apply(_row(event))
+
+    async def handle_batch(self, events: Sequence[Event], guard: Boundary) -> None:
+        """Every event written (in one transaction when it can be) or dead-lettered."""
+        rows: list[SessionRow] = []
+        good: list[Event] = []
+        for event in events:
+            try:
+                rows.append(_row(event))
+            except InvalidEvent:
+                await guard.process(event, self.handle)  # dead-letters it with the reason
+                continue
+            good.append(event)
+        if not rows:
+            return
         try:
-            row = SessionRow.from_record(record)
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise InvalidEvent(f"malformed session event: {err!r}") from err
-        await self._store.apply(row)
+            await self._store.apply_batch(rows)
+        except Exception as err:  # one by one: the refused row alone is dead-lettered
+            await guard.each(good, self.handle, err)
+            return
+        guard.done(len(good))
+
+
+def _row(event: Event) -> SessionRow:
+    record = decode(event)
+    try:
+        return SessionRow.from_record(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise InvalidEvent(f"malformed session event: {err!r}") from err
 
 
 def register(
@@ -54,13 +82,21 @@ def register(
 
     async def session_sync(stream: Any) -> None:
         manual = stream.noack()  # ack only after the commit (see streams.agents.metering)
-        async for record in manual.events():
-            message = record.message
-            event = to_event(
-                Topic.SESSION_EVENTS, message.partition, message.offset, record.key, record.value
-            )
-            await guard.process(event, sync.handle)
-            await manual.ack(record)
+        async with aclosing(batches(manual, BATCH_MAX)) as taken:
+            async for records in taken:
+                events = [
+                    to_event(
+                        Topic.SESSION_EVENTS,
+                        r.message.partition,
+                        r.message.offset,
+                        r.key,
+                        r.value,
+                    )
+                    for r in records
+                ]
+                await sync.handle_batch(events, guard)
+                for record in records:
+                    await manual.ack(record)
 
     return app.agent(source_topic(app, settings, Topic.SESSION_EVENTS), name=STAGE, concurrency=1)(
         session_sync

@@ -1,22 +1,27 @@
 """Usage sink agent: consumes usage.records → PostgreSQL `usage_records` and `usage_logs`
 through `streams.usage_store` (idempotent by usage_id; see there).
 
-One transaction per record, committed before the record is acked. A row PostgreSQL refuses
-is logged and counted (usage.records has no dead-letter topic); an unreachable database is
-retried until it answers.
+The agent takes what the stream has buffered (`boundary.batches`, up to `BATCH_MAX`) and
+stores it in one transaction (`UsageStore.apply_batch`), committed before the records are
+acked. When that fails the records are stored again one per transaction: a row PostgreSQL
+refuses is then logged and counted alone (usage.records has no dead-letter topic), and an
+unreachable database is retried until it answers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from contextlib import aclosing
 from typing import Any
 
 import faust
 from faust.types import AgentT
 
 from common.consumer import Event
+from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
-from streams.agents.boundary import Boundary, Producer
+from streams.agents.boundary import BATCH_MAX, Boundary, Producer, batches
 from streams.topics import decode, source_topic, to_event
 from streams.usage_store import UsageStore
 
@@ -29,6 +34,26 @@ class UsageSink:
 
     async def handle(self, event: Event) -> None:
         await self._store.apply(decode(event))
+
+    async def handle_batch(self, events: Sequence[Event], guard: Boundary) -> None:
+        """Every record stored (in one transaction when it can be) or counted as refused."""
+        records: list[Mapping[str, Any]] = []
+        good: list[Event] = []
+        for event in events:
+            try:
+                records.append(decode(event))
+            except InvalidEvent:
+                await guard.process(event, self.handle)  # counted with the reason
+                continue
+            good.append(event)
+        if not records:
+            return
+        try:
+            await self._store.apply_batch(records)
+        except Exception as err:  # one by one: the refused record alone is set aside
+            await guard.each(good, self.handle, err)
+            return
+        guard.done(len(good))
 
 
 def register(
@@ -45,13 +70,15 @@ def register(
 
     async def usage_sink(stream: Any) -> None:
         manual = stream.noack()  # ack only after the commit (see streams.agents.metering)
-        async for record in manual.events():
-            message = record.message
-            event = to_event(
-                Topic.USAGE, message.partition, message.offset, record.key, record.value
-            )
-            await guard.process(event, sink.handle)
-            await manual.ack(record)
+        async with aclosing(batches(manual, BATCH_MAX)) as taken:
+            async for records in taken:
+                events = [
+                    to_event(Topic.USAGE, r.message.partition, r.message.offset, r.key, r.value)
+                    for r in records
+                ]
+                await sink.handle_batch(events, guard)
+                for record in records:
+                    await manual.ack(record)
 
     return app.agent(source_topic(app, settings, Topic.USAGE), name=STAGE, concurrency=1)(
         usage_sink

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
+import pytest
+
+from bench.__main__ import _phases
 from bench.load import parse_wrk, wrk_script
 from bench.report import Figure, percentile, table, write
 
@@ -68,3 +72,13 @@ def test_results_have_the_issue_format(tmp_path: Path) -> None:
     }
     assert doc["figures"][1]["ratio"] is None
     assert "0.50x" in table(figures)
+
+
+def test_only_selects_phases_in_run_order() -> None:
+    assert _phases("session_sync,metering") == ("metering", "session_sync")
+    assert _phases("session-sync") == ("session_sync",)
+    with pytest.raises(argparse.ArgumentTypeError):
+        _phases("metering,nope")
+    with pytest.raises(argparse.ArgumentTypeError):
+        _phases("e2e")  # its CPU baseline comes from the ingress phase
+    assert _phases("ingress,e2e") == ("ingress", "e2e")

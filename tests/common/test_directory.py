@@ -3,11 +3,13 @@ cannot open."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 from typing import Any
 
+import psycopg
 import pytest
 
 from common.directory import Directory
@@ -71,3 +73,31 @@ def test_rows_sealed_under_another_key_leave_out_only_what_they_seal(
     text = caplog.text
     assert "tenant b" in text and "gateway token" in text
     assert "other-key" not in text and "gw-b" not in text  # nothing sealed leaks to logs
+
+
+async def test_start_waits_for_postgresql_then_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = Directory(OURS)
+    failures = [psycopg.OperationalError("connection refused")] * 2
+
+    async def reload() -> None:
+        if failures:
+            raise failures.pop()
+        directory.loaded.set()
+
+    async def follow() -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(directory, "reload", reload)
+    monkeypatch.setattr(directory, "_follow", follow)
+    await directory.start(wait_s=30)  # two refusals, then loaded
+    assert directory.loaded.is_set() and failures == []
+    await directory.stop()
+
+    down = Directory(OURS)
+
+    async def refused() -> None:
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(down, "reload", refused)
+    with pytest.raises(psycopg.OperationalError):
+        await down.start(wait_s=0.1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,15 @@ class NoStore:
     async def apply(self, row: SessionRow) -> Increments:
         raise AssertionError("no events expected")
 
+    async def apply_batch(self, rows: Sequence[SessionRow]) -> Increments:
+        raise AssertionError("no events expected")
+
 
 class NoUsage:
     async def apply(self, record: Mapping[str, Any]) -> bool:
+        raise AssertionError("no events expected")
+
+    async def apply_batch(self, records: Sequence[Mapping[str, Any]]) -> int:
         raise AssertionError("no events expected")
 
 

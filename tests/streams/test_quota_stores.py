@@ -119,3 +119,33 @@ async def test_usage_logs_sum_each_usage_id_once_per_period(
     first = datetime.fromtimestamp(START_MS / 1000, UTC).date()
     assert logs == [(first, 2, 18), (date(2026, 12, 18), 1, 0)]
     assert first == date(2026, 11, 18)
+
+
+async def test_a_batch_of_usage_records_sums_like_one_at_a_time(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    store = PgUsageStore(pool)
+    later = START_MS + 30 * 86_400_000
+    records = [
+        usage("msg:e1"),
+        usage("tok:e1", "tokens"),
+        usage("msg:e1"),  # published twice: once
+        usage("msg:e2", recorded_at=START_MS + 5),
+        usage("tok:e0", "tokens", input_tokens=0, output_tokens=0),  # adds nothing
+        usage("msg:e3", period_start=later, period_end=later + 30 * 86_400_000),
+    ]
+    assert await store.apply(records[0]) is True  # already stored before the batch
+    assert await store.apply_batch(records) == 4
+    assert await store.apply_batch(records) == 0  # a replay
+    async with pool.connection() as conn:
+        logs = await (
+            await conn.execute(
+                "SELECT period, message_count, token_count FROM usage_logs ORDER BY period"
+            )
+        ).fetchall()
+        ids = await (await conn.execute("SELECT usage_id FROM usage_records ORDER BY 1")).fetchall()
+    first = datetime.fromtimestamp(START_MS / 1000, UTC).date()
+    assert logs == [(first, 2, 18), (date(2026, 12, 18), 1, 0)]
+    assert [i[0] for i in ids] == ["msg:e1", "msg:e2", "msg:e3", "tok:e0", "tok:e1"]
+    with pytest.raises(InvalidEvent):
+        await store.apply_batch([usage("msg:x", tenant_id="not-a-uuid")])

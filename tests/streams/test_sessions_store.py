@@ -3,6 +3,7 @@ the session PostgreSQL (each test gets its own schema with the migrations applie
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -201,3 +202,115 @@ async def test_a_deleted_tenant_is_an_invalid_event(pool: AsyncConnectionPool[An
     with pytest.raises(InvalidEvent, match="22P02"):  # invalid_text_representation
         await store.apply(row(session_record("e0", "not-a-uuid")))
     assert (await snapshot(pool))["messages"] == []
+
+
+# -- batches: the same rows as one event at a time ------------------------------------
+
+_TABLES = {
+    "sessions": "SELECT tenant_id, session_id, channel, started_at, last_message_at,"
+    " message_count, metadata FROM sessions ORDER BY tenant_id, session_id",
+    "messages": "SELECT event_id, tenant_id, session_id, role, content, status, token_count,"
+    " input_tokens, output_tokens, in_reply_to, created_at, metadata FROM messages"
+    " ORDER BY event_id",
+    "session_stats": "SELECT * FROM session_stats ORDER BY tenant_id, period, channel",
+}
+
+
+async def contents(pool: AsyncConnectionPool[Any]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table without its generated ids."""
+    async with pool.connection() as conn:
+        return {name: await (await conn.execute(q)).fetchall() for name, q in _TABLES.items()}
+
+
+async def wipe(pool: AsyncConnectionPool[Any]) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("DELETE FROM session_stats")
+        await conn.execute("DELETE FROM messages")
+        await conn.execute("DELETE FROM sessions")
+
+
+def script(seed: int, n: int = 40) -> list[dict[str, Any]]:
+    """Events in a random order: questions (some held, later released), replies (some
+    before their question), replays, two tenants, two months."""
+    rng = random.Random(seed)
+    base = session_record("q0")["occurred_at"]
+    out: list[dict[str, Any]] = []
+    for _ in range(n):
+        q = f"q{rng.randrange(12)}"
+        tenant_id = OTHER if q in ("q10", "q11") else TENANT
+        conversation_id = str(int(q[1:]) % 3)
+        at = base + int(q[1:]) * 60_000 + (40 * 86_400_000 if q == "q9" else 0)
+        kind = rng.random()
+        if kind < 0.45:
+            status = "held" if int(q[1:]) % 4 == 1 and rng.random() < 0.6 else "admitted"
+            out.append(
+                session_record(
+                    q, tenant_id, conversation_id=conversation_id, status=status, occurred_at=at
+                )
+            )
+        elif kind < 0.8:
+            out.append(
+                reply_record(
+                    q,
+                    100 + int(q[1:]),
+                    20,
+                    tenant_id=tenant_id,
+                    conversation_id=conversation_id,
+                    occurred_at=at + 1500,
+                )
+            )
+        elif out:
+            out.append(rng.choice(out))  # a replay
+    return out
+
+
+def chunks(records: list[dict[str, Any]], seed: int) -> list[list[dict[str, Any]]]:
+    rng = random.Random(seed)
+    out: list[list[dict[str, Any]]] = []
+    i = 0
+    while i < len(records):
+        size = rng.choice((1, 2, 3, 7, 40))
+        out.append(records[i : i + size])
+        i += size
+    return out
+
+
+@needs_db
+async def test_batches_leave_exactly_the_rows_of_one_event_at_a_time(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    store = PgSessionsStore(pool)
+    scripts = [conversation(), conversation() + conversation()]
+    scripts += [[reply_record("e0", 120, 30), session_record("e0")]]
+    scripts += [script(seed) for seed in range(8)]
+    for n, records in enumerate(scripts):
+        one = Increments()
+        for record in records:
+            d = await store.apply(row(record))
+            one = Increments(
+                one.stats_sessions + d.stats_sessions, one.stats_messages + d.stats_messages
+            )
+        expected = await contents(pool)
+        await wipe(pool)
+        many = Increments()
+        for part in chunks(records, n):
+            d = await store.apply_batch([row(r) for r in part])
+            many = Increments(
+                many.stats_sessions + d.stats_sessions, many.stats_messages + d.stats_messages
+            )
+        assert await contents(pool) == expected, f"script {n}"
+        assert many == one
+        assert await store.apply_batch([row(r) for r in records]) == Increments()  # a replay
+        assert await contents(pool) == expected
+        await wipe(pool)
+
+
+@needs_db
+async def test_a_batch_with_a_refused_row_commits_nothing(pool: AsyncConnectionPool[Any]) -> None:
+    store = PgSessionsStore(pool)
+    with pytest.raises(InvalidEvent, match="23503"):
+        await store.apply_batch(
+            [row(session_record("e0")), row(session_record("e1", str(uuid.uuid4())))]
+        )
+    assert (await snapshot(pool))["messages"] == []
+    assert await store.apply_batch([row(session_record("e0"))]) == Increments(1, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -10,7 +11,7 @@ from common.consumer import Event
 from common.errors import InvalidEvent, RetryableError
 from common.topics import Topic
 from schemas import codec
-from streams.agents.boundary import Boundary, backoff
+from streams.agents.boundary import Boundary, backoff, batches
 from tests.streams.streams_fakes import FakeProducer, RecordingSleep, inbound_event
 
 
@@ -82,3 +83,59 @@ async def test_cancellation_ends_the_retries() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+class FakeStream:
+    """A Faust stream stand-in: events arrive in bursts; between bursts the stream waits
+    until the test lets the next burst in (or forever)."""
+
+    def __init__(self, bursts: list[list[str]]) -> None:
+        self.bursts = bursts
+        self.gates = [asyncio.Event() for _ in bursts]
+        self.closed = False
+
+    async def events(self) -> AsyncIterator[str]:
+        try:
+            for gate, burst in zip(self.gates, self.bursts, strict=True):
+                await gate.wait()
+                for event in burst:
+                    yield event
+            await asyncio.Event().wait()  # then nothing more: waits forever
+        finally:
+            self.closed = True
+
+
+async def test_a_batch_is_what_has_arrived_and_never_waits_for_more() -> None:
+    stream = FakeStream([["a"], ["b", "c", "d", "e", "f"], ["g"]])
+    taken = batches(stream, max_size=3)
+    stream.gates[0].set()
+    assert await asyncio.wait_for(anext(taken), 10) == ["a"]  # deadline, not a delay
+    stream.gates[1].set()
+    first = await asyncio.wait_for(anext(taken), 10)
+    rest = [] if first[-1] == "f" else await asyncio.wait_for(anext(taken), 10)
+    assert first + rest == ["b", "c", "d", "e", "f"]
+    assert all(len(b) <= 3 for b in (first, rest))
+    stream.gates[2].set()
+    assert await asyncio.wait_for(anext(taken), 10) == ["g"]  # the stream waits: not we
+    await taken.aclose()
+    await asyncio.sleep(0)  # let the cancelled reader finish (a deliberate yield)
+    assert stream.closed
+
+
+async def test_a_stream_that_ends_or_fails_ends_the_batches() -> None:
+    class Finite:
+        async def events(self) -> AsyncIterator[int]:
+            for i in range(3):
+                yield i
+
+    got = [x async for b in batches(Finite()) for x in b]
+    assert got == [0, 1, 2]
+
+    class Broken:
+        async def events(self) -> AsyncIterator[int]:
+            yield 1
+            raise RuntimeError("consumer crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        async for _ in batches(Broken()):
+            pass

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +41,16 @@ class FakeStore:
     stats_messages: int = 0
     failures: list[Exception] = field(default_factory=list)  # raised by the next applies
     applied: int = 0
+    batches: list[int] = field(default_factory=list)  # sizes of the batches applied
+    batch_failures: list[Exception] = field(default_factory=list)  # by the next batches
+    refused: set[str] = field(default_factory=set)  # event ids PostgreSQL would refuse
 
     async def apply(self, row: SessionRow) -> Increments:
         self.applied += 1
         if self.failures:
             raise self.failures.pop(0)
+        if row.event_id in self.refused:
+            raise InvalidEvent("rejected by PostgreSQL: 23503: fk")
         key = (row.tenant_id, row.session_id)
         created = key not in self.sessions
         self.sessions.setdefault(key, 0)
@@ -58,6 +66,19 @@ class FakeStore:
         self.stats_sessions += delta.stats_sessions
         self.stats_messages += delta.stats_messages
         return delta
+
+    async def apply_batch(self, rows: Sequence[SessionRow]) -> Increments:
+        self.batches.append(len(rows))
+        if self.batch_failures:
+            raise self.batch_failures.pop(0)
+        total = Increments()
+        for row in rows:
+            delta = await self.apply(row)
+            total = Increments(
+                total.stats_sessions + delta.stats_sessions,
+                total.stats_messages + delta.stats_messages,
+            )
+        return total
 
     def totals(self) -> tuple[Any, ...]:
         return (
@@ -155,6 +176,31 @@ def _inbound_like() -> dict[str, Any]:
     }
 
 
+async def test_a_batch_is_one_store_call_and_skips_what_cannot_be_decoded() -> None:
+    rig = Rig()
+    events = [session_event(i, r) for i, r in enumerate(conversation())]
+    events[2].raw = b"junk"
+    await rig.sync.handle_batch(events, rig.boundary)
+    assert rig.store.batches == [3]
+    assert sorted(rig.store.messages) == ["e0", "e2", "reply:e0"]
+    [dead] = rig.producer.on(Topic.SESSION_EVENTS_DLQ)
+    assert dead["source_offset"] == 2
+
+
+async def test_a_failed_batch_is_written_again_one_event_at_a_time() -> None:
+    rig = Rig()
+    rig.store.batch_failures = [InvalidEvent("rejected by PostgreSQL: 23503: fk")]
+    rig.store.failures = [psycopg.OperationalError("gone")]
+    rig.store.refused = {"reply:e0"}
+    events = [session_event(i, r) for i, r in enumerate(conversation())]
+    await rig.sync.handle_batch(events, rig.boundary)
+    # e0: retried once; reply:e0 refused alone and dead-lettered; the others written
+    assert len(rig.sleep.delays) == 1
+    assert sorted(rig.store.messages) == ["e0", "e1", "e2"]
+    [dead] = rig.producer.on(Topic.SESSION_EVENTS_DLQ)
+    assert dead["source_offset"] == 1
+
+
 async def test_the_faust_agent_writes_through_the_store() -> None:
     settings = Settings(streams_store="memory://", topic_partitions=2)
     app = create_app(settings)
@@ -163,8 +209,13 @@ async def test_the_faust_agent_writes_through_the_store() -> None:
     async with agent.test_context() as test_agent:
         for record in conversation():
             payload = codec.encode("session_event", record)
-            await test_agent.put(payload, key=TENANT.encode(), partition=0)
+            await test_agent.put(payload, key=TENANT.encode(), partition=0, wait=False)
+        deadline = time.monotonic() + 10
+        while len(store.messages) < 4:  # a deadline, not a fixed sleep
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
     assert sorted(store.messages) == ["e0", "e1", "e2", "reply:e0"]
+    assert len(store.batches) < 4  # queued together, written together
 
 
 @pytest.mark.parametrize("missing", ["channel", "occurred_at"])
