@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Kafka is not fetched yet: run `make fetch`", file=sys.stderr)
         return 2
     scale = 0.5 if args.quick else 1.0
+    load_at_start = [round(v, 2) for v in os.getloadavg()]
     root = STATE.resolve()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -89,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
                 figures += phase.figures(ing.bare.cpu_ms_per_request)
         finally:
             world.close()
-    info = machine({"kafka": KAFKA_VERSION, "postgresql": "devstack, durable (fsync on)"})
+    info = machine(
+        {
+            "kafka": KAFKA_VERSION,
+            "postgresql": "devstack, durable (fsync on)",
+            "load_average_at_start": load_at_start,
+        }
+    )
     _say("done")
     print()
     print(table(figures))

@@ -76,7 +76,7 @@ def machine(extra: dict[str, Any]) -> dict[str, Any]:
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
