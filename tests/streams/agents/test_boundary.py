@@ -118,7 +118,7 @@ async def test_a_batch_is_what_has_arrived_and_never_waits_for_more() -> None:
     stream.gates[2].set()
     assert await asyncio.wait_for(anext(taken), 10) == ["g"]  # the stream waits: not we
     await taken.aclose()
-    await asyncio.sleep(0)  # let the cancelled reader finish (a deliberate yield)
+    await asyncio.sleep(0)  # sleep-ok: let the cancelled reader finish (a deliberate yield)
     assert stream.closed
 
 

@@ -414,7 +414,7 @@ async def _until(done: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not done():
         assert time.monotonic() < deadline, "the agent did not get there in time"
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # sleep-ok: deadline poll
 
 
 def test_the_table_is_named_for_the_app_and_partitioned_like_the_source(

@@ -82,7 +82,7 @@ class ShuffledHeldQueue(FakeHeldQueue):
     ) -> None:
         self.started += 1
         for _ in range(10 - min(self.started, 10)):
-            await asyncio.sleep(0)  # yield to the other puts (a deliberate reordering)
+            await asyncio.sleep(0)  # sleep-ok: yield to the other puts (a deliberate reordering)
         await super().put(tenant_id, event_id, conversation, period_start_ms, payload)
 
 
@@ -305,7 +305,7 @@ async def test_changelog_acks_wait_for_every_write_and_resend_a_lost_latest_valu
     table.send_changelog(0, "b", b"1")
     table.send_changelog(0, "a", b"2")
     waiting = asyncio.ensure_future(acks.wait())
-    await asyncio.sleep(0)  # let it start waiting (a deliberate yield, not a delay)
+    await asyncio.sleep(0)  # sleep-ok: let it start waiting (a deliberate yield, not a delay)
     assert not waiting.done()
     for i, (_, _, future) in enumerate(table.sent):
         if i == 1:
@@ -316,7 +316,7 @@ async def test_changelog_acks_wait_for_every_write_and_resend_a_lost_latest_valu
         await waiting
     assert [(k, v) for k, v, _ in table.sent[3:]] == [("b", b"1")]  # sent again
     retry = asyncio.ensure_future(acks.wait())
-    await asyncio.sleep(0)  # a deliberate yield, as above
+    await asyncio.sleep(0)  # sleep-ok: a deliberate yield, as above
     assert not retry.done()
     table.sent[3][2].set_result(None)
     await retry
@@ -328,14 +328,14 @@ async def test_a_cancelled_wait_leaves_the_writes_pending_and_uncancelled() -> N
     acks = ChangelogAcks(table)
     table.send_changelog(0, "a", b"1")
     waiting = asyncio.ensure_future(acks.wait())
-    await asyncio.sleep(0)  # a deliberate yield, as above
+    await asyncio.sleep(0)  # sleep-ok: a deliberate yield, as above
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
     future = table.sent[0][2]
     assert not future.cancelled()
     again = asyncio.ensure_future(acks.wait())
-    await asyncio.sleep(0)  # a deliberate yield, as above
+    await asyncio.sleep(0)  # sleep-ok: a deliberate yield, as above
     assert not again.done()
     future.set_result(None)
     await again

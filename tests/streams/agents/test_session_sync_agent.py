@@ -213,7 +213,7 @@ async def test_the_faust_agent_writes_through_the_store() -> None:
         deadline = time.monotonic() + 10
         while len(store.messages) < 4:  # a deadline, not a fixed sleep
             assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # sleep-ok: deadline poll
     assert sorted(store.messages) == ["e0", "e1", "e2", "reply:e0"]
     assert len(store.batches) < 4  # queued together, written together
 
