@@ -4,6 +4,7 @@ to messages.inbound, topics read back in full, an SMTP relay sink, the group's p
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -88,6 +89,20 @@ def probe_consumer(settings: Settings, group: str | None = None) -> Consumer:
     )
 
 
+def watermarks(consumer: Consumer, tp: TopicPartition, within_s: float = 30.0) -> tuple[int, int]:
+    """(low, high) of `tp`, asking again while the partition is between leaders (a topic
+    created a moment ago, a broker restarted): NOT_LEADER_FOR_PARTITION and friends."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # sleep-ok: the broker's metadata refresh, bounded by the deadline
+
+
 def read_topic(settings: Settings, topic: Topic) -> list[dict[str, Any]]:
     """Every record on `topic` now, decoded, partition by partition in offset order."""
     consumer = probe_consumer(settings)
@@ -96,7 +111,7 @@ def read_topic(settings: Settings, topic: Topic) -> list[dict[str, Any]]:
     try:
         parts = []
         for p in range(settings.topic_partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+            low, high = watermarks(consumer, TopicPartition(name, p))
             if high > low:
                 parts.append((p, low, high))
         if not parts:

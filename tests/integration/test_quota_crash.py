@@ -33,6 +33,7 @@ from tests.integration.quota_rig import (
     produce,
     read_topic,
     sql,
+    watermarks,
 )
 from tests.integration.waiting import eventually
 
@@ -46,7 +47,7 @@ def _high(settings: Settings, topic: Topic) -> int:
     try:
         name = settings.topic(topic.value)
         return sum(
-            consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+            watermarks(consumer, TopicPartition(name, p))[1]
             for p in range(settings.topic_partitions)
         )
     finally:
