@@ -14,8 +14,9 @@ a crash or a partition move) skip what already went out.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -58,12 +59,53 @@ class DeliveryResult:
     error: str | None = None
 
 
+def result_of(
+    reply: Mapping[str, Any],
+    channel: str,
+    chunk: int,
+    chunks: int,
+    status: str,
+    *,
+    message_id: str | None = None,
+    error: str | None = None,
+) -> DeliveryResult:
+    """The row for `chunk` of the reply `reply` (a messages.outbound record)."""
+    return DeliveryResult(
+        event_id=reply["event_id"],
+        tenant_id=reply["tenant_id"],
+        channel=channel,
+        conversation_id=reply["conversation_id"],
+        chunk=chunk,
+        chunks=chunks,
+        status=status,
+        provider_message_id=message_id or None,
+        error=error,
+    )
+
+
 class DeliveryLog(Protocol):
     """Where delivery results go; `PgDeliveryLog` in production, a fake in unit tests."""
 
     async def record(self, result: DeliveryResult) -> None: ...
 
     async def sent(self, event_id: str) -> dict[int, str]: ...
+
+
+async def record_quietly(deliveries: DeliveryLog | None, result: DeliveryResult) -> None:
+    """Best effort: for rows whose loss changes nothing that matters (a failure, whose reason
+    the dead letter carries too; a mail already out, which a retry would only send again)."""
+    if deliveries is None:
+        return
+    try:
+        await deliveries.record(result)
+    except Exception as err:
+        log.warning(
+            "%s: could not record %s of %s: %s",
+            result.channel,
+            result.status,
+            result.event_id,
+            type(err).__name__,
+        )
 
 
 class PgDeliveryLog:

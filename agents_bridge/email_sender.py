@@ -35,7 +35,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Protocol
 
-from agents_bridge.deliveries import FAILED, SENT, DeliveryLog, DeliveryResult
+from agents_bridge.deliveries import FAILED, SENT, DeliveryLog, record_quietly, result_of
 from agents_bridge.ports import TenantLookup
 from agents_bridge.retry import RetryPolicy
 from common.errors import InvalidEvent, RetryableError
@@ -190,37 +190,14 @@ class EmailSender:
         try:
             await self.send(mail)
         except InvalidEvent as err:
-            await self._record(reply, FAILED, error=err.reason)
+            await record_quietly(
+                self._deliveries, result_of(reply, CHANNEL, 0, 1, FAILED, error=err.reason)
+            )
             raise
-        await self._record(reply, SENT, message_id=mail.message_id)
-
-    async def _record(
-        self,
-        reply: Mapping[str, Any],
-        status: str,
-        *,
-        message_id: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        """The reply's one `outbound_deliveries` row (a mail is one chunk). Best effort: the
-        mail is out either way, and retrying the event for the row would mail it again."""
-        if self._deliveries is None:
-            return
-        result = DeliveryResult(
-            event_id=reply["event_id"],
-            tenant_id=reply["tenant_id"],
-            channel=CHANNEL,
-            conversation_id=reply["conversation_id"],
-            chunk=0,
-            chunks=1,
-            status=status,
-            provider_message_id=message_id,
-            error=error,
+        # best effort: the mail is out either way, and a retry for the row would mail it again
+        await record_quietly(
+            self._deliveries, result_of(reply, CHANNEL, 0, 1, SENT, message_id=mail.message_id)
         )
-        try:
-            await self._deliveries.record(result)
-        except Exception as err:
-            log.warning("email: could not record %s of %s: %s", status, reply["event_id"], err)
 
     async def send(self, mail: OutgoingMail) -> None:
         """Send through the relay under the retry policy; dead-letter reason when it gives up."""

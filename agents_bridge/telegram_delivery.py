@@ -23,7 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents_bridge.deliveries import FAILED, SENT, DeliveryLog, DeliveryResult
+from agents_bridge.deliveries import (
+    FAILED,
+    SENT,
+    DeliveryLog,
+    record_quietly,
+    result_of,
+)
 from agents_bridge.pacing import Pacer
 from agents_bridge.ports import TenantLookup
 from agents_bridge.retry import RetryPolicy
@@ -88,7 +94,10 @@ class TelegramDelivery:
             try:
                 message_id = await self._send_chunk(route, text)
             except InvalidEvent as err:
-                await self._record_failure(reply, index, len(chunks), err.reason)
+                await record_quietly(
+                    self._deliveries,
+                    result_of(reply, "telegram", index, len(chunks), FAILED, error=err.reason),
+                )
                 raise
             progress.sent[index] = str(message_id) if message_id else ""
             await self._record_sent(reply, progress, len(chunks))
@@ -136,43 +145,6 @@ class TelegramDelivery:
             return
         for index in sorted(set(progress.sent) - progress.recorded):
             await self._deliveries.record(
-                _result(reply, index, chunks, SENT, message_id=progress.sent[index])
+                result_of(reply, "telegram", index, chunks, SENT, message_id=progress.sent[index])
             )
             progress.recorded.add(index)
-
-    async def _record_failure(
-        self, reply: Mapping[str, Any], index: int, chunks: int, reason: str
-    ) -> None:
-        """Best effort: the dead-letter record carries the reason too."""
-        if self._deliveries is None:
-            return
-        try:
-            await self._deliveries.record(_result(reply, index, chunks, FAILED, error=reason))
-        except Exception as err:
-            log.warning(
-                "telegram: could not record the failure of %s: %s",
-                reply["event_id"],
-                type(err).__name__,
-            )
-
-
-def _result(
-    reply: Mapping[str, Any],
-    index: int,
-    chunks: int,
-    status: str,
-    *,
-    message_id: str | None = None,
-    error: str | None = None,
-) -> DeliveryResult:
-    return DeliveryResult(
-        event_id=reply["event_id"],
-        tenant_id=reply["tenant_id"],
-        channel="telegram",
-        conversation_id=reply["conversation_id"],
-        chunk=index,
-        chunks=chunks,
-        status=status,
-        provider_message_id=message_id or None,
-        error=error,
-    )

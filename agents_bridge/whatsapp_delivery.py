@@ -34,7 +34,14 @@ from typing import Any
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from agents_bridge.deliveries import FAILED, SENT, DeliveryLog, DeliveryResult, PgDeliveryLog
+from agents_bridge.deliveries import (
+    FAILED,
+    SENT,
+    DeliveryLog,
+    PgDeliveryLog,
+    record_quietly,
+    result_of,
+)
 from agents_bridge.ports import EventSink, TenantLookup
 from agents_bridge.retry import RetryPolicy
 from agents_bridge.telegram_sender import split_text
@@ -135,7 +142,10 @@ class WhatsAppDelivery:
                 log.info("whatsapp: %s sent as template (window closed)", reply["event_id"])
                 return Sent(wamid, "template")
         except InvalidEvent as err:
-            await self._record_failure(reply, index, len(chunks), err.reason)
+            await record_quietly(
+                self._deliveries,
+                result_of(reply, CHANNEL, index, len(chunks), FAILED, error=err.reason),
+            )
             raise
 
     async def _post(self, route: _Route, payload: dict[str, Any]) -> str:
@@ -193,28 +203,13 @@ class WhatsAppDelivery:
             if index not in progress.recorded and self._deliveries is not None:
                 total = index + 1 if sent.kind == "template" else chunks
                 await self._deliveries.record(
-                    _result(reply, index, total, SENT, message_id=sent.wamid)
+                    result_of(reply, CHANNEL, index, total, SENT, message_id=sent.wamid)
                 )
             progress.recorded.add(index)
             if index not in progress.announced and self._statuses is not None:
                 record = accepted_status(reply, route, index, sent)
                 await self._statuses.send(Topic.CHANNEL_STATUSES, reply["tenant_id"], record)
             progress.announced.add(index)
-
-    async def _record_failure(
-        self, reply: Mapping[str, Any], index: int, chunks: int, reason: str
-    ) -> None:
-        """Best effort: the dead-letter record carries the reason too."""
-        if self._deliveries is None:
-            return
-        try:
-            await self._deliveries.record(_result(reply, index, chunks, FAILED, error=reason))
-        except Exception as err:
-            log.warning(
-                "whatsapp: could not record the failure of %s: %s",
-                reply["event_id"],
-                type(err).__name__,
-            )
 
 
 def text_payload(to: str, text: str) -> dict[str, Any]:
@@ -276,28 +271,6 @@ def accepted_status(
         "details": {},
         "occurred_at": int(time.time() * 1000),
     }
-
-
-def _result(
-    reply: Mapping[str, Any],
-    index: int,
-    chunks: int,
-    status: str,
-    *,
-    message_id: str | None = None,
-    error: str | None = None,
-) -> DeliveryResult:
-    return DeliveryResult(
-        event_id=reply["event_id"],
-        tenant_id=reply["tenant_id"],
-        channel=CHANNEL,
-        conversation_id=reply["conversation_id"],
-        chunk=index,
-        chunks=chunks,
-        status=status,
-        provider_message_id=message_id or None,
-        error=error,
-    )
 
 
 def build(
