@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -26,9 +28,12 @@ log = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
-    """What a stage needs of a producer: `EventProducer` is one, test fakes are others."""
+    """What a stage needs of a producer: `EventProducer` is one, test fakes are others.
 
-    async def send(
+    `send` starts the send at once and returns what to await for the acknowledgement (an
+    `async def` satisfies it too), so a batch of sends needs no task per record."""
+
+    def send(
         self,
         topic: Topic,
         key: str,
@@ -36,7 +41,15 @@ class EventSink(Protocol):
         *,
         schema: str | None = None,
         timeout: float | None = None,
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
+
+
+class RawEventSink(EventSink, Protocol):
+    """An `EventSink` that also produces bytes already encoded (replays, dead letters)."""
+
+    def send_raw(
+        self, topic: Topic, key: bytes | None, payload: bytes, *, timeout: float | None = None
+    ) -> Awaitable[None]: ...
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -53,16 +66,34 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     }
 
 
+class _Pending:
+    """One produced record until its delivery report: the future `send` returned."""
+
+    __slots__ = ("future", "topic", "started", "timer")
+
+    def __init__(self, future: asyncio.Future[None], topic: str) -> None:
+        self.future = future
+        self.topic = topic
+        self.started = time.perf_counter()
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class EventProducer:
     """An asyncio face on confluent-kafka's Producer; one per process.
 
-    A background thread serves delivery reports and resolves the futures that
-    `send()` awaits.
+    A background thread serves delivery reports; the reports of one poll are handed to the
+    event loop together (one wake-up, not one per record), which resolves the futures that
+    `send()` returned.
     """
 
     def __init__(self, settings: Settings, **config: Any) -> None:
         self._settings = settings
-        self._producer = Producer(producer_config(settings, **config))
+        conf = producer_config(settings, **config)
+        self._producer = Producer(conf)
+        # librdkafka fails a delivery itself after this long: no timer needed beyond it
+        self._delivery_timeout_s = int(conf["message.timeout.ms"]) / 1000
+        self._names = {t: settings.topic(t.value) for t in Topic}
+        self._reports: list[tuple[_Pending, KafkaError | None]] = []  # of the current poll
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-producer", daemon=True)
         self._poller.start()
@@ -70,8 +101,21 @@ class EventProducer:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.05)
+            self._hand_over()
 
-    async def send(
+    def _hand_over(self) -> None:
+        """Pass the delivery reports of the last poll to their event loops, in one call each."""
+        reports, self._reports = self._reports, []
+        if not reports:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, KafkaError | None]]] = {}
+        for report in reports:
+            by_loop.setdefault(report[0].future.get_loop(), []).append(report)
+        for loop, batch in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these
+                loop.call_soon_threadsafe(_settle_all, batch)
+
+    def send(
         self,
         topic: Topic,
         key: str,
@@ -79,47 +123,40 @@ class EventProducer:
         *,
         schema: str | None = None,
         timeout: float | None = None,
-    ) -> None:
-        """Encode `record` with the topic's schema and wait until the broker acknowledged it.
+    ) -> asyncio.Future[None]:
+        """Encode `record` with the topic's schema and start sending it; the returned future
+        resolves once the broker acknowledged it.
 
-        Raises `codec.CodecError` for a record that does not fit its schema and
-        `KafkaUnavailable` when the broker did not acknowledge within `timeout`.
+        Raises `codec.CodecError` at once for a record that does not fit its schema; the
+        future fails with `KafkaUnavailable` when the broker did not acknowledge within
+        `timeout` (or librdkafka's `message.timeout.ms`).
         """
         payload = codec.encode(schema or topic.schema, record)
-        await self.send_raw(topic, key.encode(), payload, timeout=timeout)
+        return self.send_raw(topic, key.encode(), payload, timeout=timeout)
 
-    async def send_raw(
+    def send_raw(
         self, topic: Topic, key: bytes | None, payload: bytes, *, timeout: float | None = None
-    ) -> None:
-        """Produce already-encoded bytes and wait for the broker's acknowledgement."""
+    ) -> asyncio.Future[None]:
+        """Start producing already-encoded bytes; the future resolves on the broker's ack."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        started = time.perf_counter()
+        pending = _Pending(loop.create_future(), topic.value)
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is None:
-                loop.call_soon_threadsafe(_settle, done, None)
-            else:
-                loop.call_soon_threadsafe(_settle, done, KafkaUnavailable(str(err)))
+            self._reports.append((pending, err))  # in the thread that polls
 
-        name = self._settings.topic(topic.value)
         try:
-            self._producer.produce(name, value=payload, key=key, on_delivery=on_delivery)
-        except BufferError as err:
-            KAFKA_PRODUCE_ERRORS.labels(topic.value).inc()
-            raise KafkaUnavailable("producer queue full") from err
+            self._producer.produce(
+                self._names[topic], value=payload, key=key, on_delivery=on_delivery
+            )
+        except BufferError:
+            _settle(pending, KafkaUnavailable("producer queue full"))
+            return pending.future
         except KafkaException as err:
-            KAFKA_PRODUCE_ERRORS.labels(topic.value).inc()
-            raise KafkaUnavailable(str(err)) from err
-        try:
-            await asyncio.wait_for(asyncio.shield(done), timeout)
-        except TimeoutError as err:
-            KAFKA_PRODUCE_ERRORS.labels(topic.value).inc()
-            raise KafkaUnavailable(f"no broker acknowledgement within {timeout}s") from err
-        except KafkaUnavailable:
-            KAFKA_PRODUCE_ERRORS.labels(topic.value).inc()
-            raise
-        KAFKA_PRODUCE_SECONDS.labels(topic.value).observe(time.perf_counter() - started)
+            _settle(pending, KafkaUnavailable(str(err)))
+            return pending.future
+        if timeout is not None and timeout < self._delivery_timeout_s:
+            pending.timer = loop.call_later(timeout, _expire, pending, timeout)
+        return pending.future
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (up to `timeout`), then stop the delivery thread."""
@@ -128,15 +165,36 @@ class EventProducer:
             log.warning("producer closed with %d undelivered events", remaining)
         self._stop.set()
         self._poller.join(timeout=2)
+        self._hand_over()
 
 
-def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
+def _settle_all(reports: list[tuple[_Pending, KafkaError | None]]) -> None:
+    for pending, err in reports:
+        _settle(pending, None if err is None else KafkaUnavailable(str(err)))
+
+
+def _expire(pending: _Pending, timeout: float) -> None:
+    _settle(pending, KafkaUnavailable(f"no broker acknowledgement within {timeout}s"))
+
+
+def _settle(pending: _Pending, error: BaseException | None) -> None:
+    if pending.timer is not None:
+        pending.timer.cancel()
+        pending.timer = None
+    fut = pending.future
     if fut.done():
         return
     if error is None:
         fut.set_result(None)
+        _seconds(pending.topic).observe(time.perf_counter() - pending.started)
     else:
+        KAFKA_PRODUCE_ERRORS.labels(pending.topic).inc()
         fut.set_exception(error)
+
+
+@functools.cache
+def _seconds(topic: str) -> Any:
+    return KAFKA_PRODUCE_SECONDS.labels(topic)
 
 
 def ensure_topics(settings: Settings, topics: Iterable[Topic] = tuple(Topic)) -> list[str]:

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import web
 
 from common.directory import Tenant
+from common.kafka import EventSink
 from common.settings import Settings
-from common.topics import Topic
 from ingress.dedup import RecentUpdates
 
-
-class Producer(Protocol):
-    """What ingress needs of `common.kafka.EventProducer`."""
-
-    async def send(
-        self,
-        topic: Topic,
-        key: str,
-        record: Mapping[str, Any],
-        *,
-        schema: str | None = None,
-        timeout: float | None = None,
-    ) -> None: ...
+#: What ingress needs of `common.kafka.EventProducer`.
+Producer = EventSink
 
 
 class RoutingDirectory(Protocol):

@@ -21,11 +21,12 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from common.directory import Binding, Tenant
 from common.errors import KafkaUnavailable
+from common.kafka import EventSink
 from common.settings import Settings
 from common.telemetry import INGRESS_REJECTIONS, INGRESS_REQUESTS
 from common.topics import Topic
@@ -50,18 +51,8 @@ TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 NO_RECIPIENTS = "554 5.1.1 None of the recipients exists any more"
 
 
-class Producer(Protocol):
-    """What the handler needs of `common.kafka.EventProducer`."""
-
-    async def send(
-        self,
-        topic: Topic,
-        key: str,
-        record: Mapping[str, Any],
-        *,
-        schema: str | None = None,
-        timeout: float | None = None,
-    ) -> None: ...
+#: What the handler needs of `common.kafka.EventProducer`.
+Producer = EventSink
 
 
 class MailDirectory(Protocol):

@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any
 
 from common.consumer import Event
 from common.errors import InvalidEvent
+from common.kafka import RawEventSink
 from common.telemetry import DEAD_LETTERS, EVENTS_PROCESSED
-from common.topics import Topic
 from schemas import codec
 
 log = logging.getLogger(__name__)
@@ -42,22 +42,8 @@ Sleep = Callable[[float], Awaitable[None]]
 BATCH_MAX = 1000
 
 
-class Producer(Protocol):
-    """What the agents need of `common.kafka.EventProducer` (tests pass a fake)."""
-
-    async def send(
-        self,
-        topic: Topic,
-        key: str,
-        record: Mapping[str, Any],
-        *,
-        schema: str | None = None,
-        timeout: float | None = None,
-    ) -> None: ...
-
-    async def send_raw(
-        self, topic: Topic, key: bytes | None, payload: bytes, *, timeout: float | None = None
-    ) -> None: ...
+#: What the agents need of `common.kafka.EventProducer` (tests pass a fake).
+Producer = RawEventSink
 
 
 def backoff(attempt: int, cap: float, retry_after: float | None = None) -> float:
