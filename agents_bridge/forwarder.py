@@ -41,12 +41,14 @@ from agents_bridge.gateway_client import (
     GatewayUnavailable,
     session_user,
 )
-from agents_bridge.ports import EventSink, TenantLookup, epoch_ms
+from agents_bridge.ports import EventSink, TenantLookup
 from agents_bridge.typing_indicator import NoIndicator, WorkIndicator
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent, RetryableError
 from common.kafka import EventProducer
 from common.settings import Settings
+from common.tenant_status import IN_SERVICE
+from common.timeconv import epoch_ms
 from common.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,6 @@ _KEEP_ANSWERS = 1024
 #: How long a message waits for its tenant's gateway to be provisioned (a cold gateway
 #: container takes ~20 s to get ready, minutes on a busy host).
 PROVISIONING_WAIT_S = 900.0
-#: Tenant statuses whose gateway is expected to come (see agents_bridge.lifecycle).
-_IN_SERVICE = frozenset({"pending", "active", "grace"})
 
 
 class Gateway(Protocol):
@@ -115,8 +115,8 @@ class Forwarder:
         if tenant is None:
             raise InvalidEvent("unknown_tenant")
         if not tenant.gateway_url or not tenant.gateway_token:
-            waited_s = (self._now_ms() - _ms(metered_at)) / 1000
-            if tenant.status in _IN_SERVICE and waited_s < PROVISIONING_WAIT_S:
+            waited_s = (self._now_ms() - _metered_ms(metered_at)) / 1000
+            if tenant.status in IN_SERVICE and waited_s < PROVISIONING_WAIT_S:
                 raise RetryableError("gateway_not_ready: being provisioned", retry_after=5.0)
             raise InvalidEvent("no_gateway: tenant has no gateway URL or token")
         return GatewayTarget(
@@ -232,8 +232,6 @@ def build_worker(settings: Settings, forwarder: Forwarder, producer: EventProduc
     )
 
 
-def _ms(value: Any) -> int:
-    """Epoch ms of a decoded timestamp-millis field (a datetime) or a raw number."""
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    return int(value) if isinstance(value, int | float) else 0
+def _metered_ms(value: Any) -> int:
+    """`metered_at` in epoch ms; 0 when absent or not a timestamp."""
+    return epoch_ms(value) if isinstance(value, datetime | int | float) else 0

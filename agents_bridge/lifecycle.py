@@ -22,9 +22,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-Status = Literal["pending", "active", "grace", "suspended", "deleted"]
+from common.tenant_status import Status as Status
+from common.timeconv import epoch_ms
+
 Version = tuple[int, str]  # (occurred_at ms, event id): a total order on one object's events
 _NEVER: Version = (-1, "")
 _ENDED_STATUSES = ("canceled", "incomplete_expired")
@@ -245,11 +247,7 @@ def to_datetime(ms: int | None) -> datetime | None:
 
 
 def _ms(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    return int(value)
+    return None if value is None else epoch_ms(value)
 
 
 def _ms_of(delta: timedelta) -> int:

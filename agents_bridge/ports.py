@@ -6,7 +6,6 @@ satisfies `TenantLookup`.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Protocol
 
 from common.directory import Tenant
@@ -15,10 +14,3 @@ from common.kafka import EventSink as EventSink
 
 class TenantLookup(Protocol):
     def tenant(self, tenant_id: str) -> Tenant | None: ...
-
-
-def epoch_ms(value: datetime | int | float) -> int:
-    """A timestamp-millis field as the codec wants it (decode yields datetimes)."""
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    return int(value)

@@ -33,6 +33,7 @@ from agents_bridge import gateway_config as gc
 from agents_bridge.units_store import Unit, UnitStore
 from common.errors import RetryableError
 from common.settings import Settings
+from common.tenant_status import SERVING
 
 log = logging.getLogger(__name__)
 LABEL = "openclaw-saas.unit"
@@ -54,7 +55,7 @@ class TenantSpec:
 
     @property
     def serving(self) -> bool:
-        return self.status in ("active", "grace")
+        return self.status in SERVING
 
 
 class Provisioner:

@@ -24,22 +24,21 @@ Standalone (`make run`): `python -m devstack.graph_api --port 8082 --number ID:T
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import re
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from aiohttp import web
 
 from devstack import whatsapp_payloads as wa
 from devstack.graph_errors import GraphError, graph_error
+from devstack.standin import StandIn, cli_parser, serve_until_signalled
 
 MAX_TEXT = 4096
 _VERSION = re.compile(r"v\d+\.\d+")
@@ -90,8 +89,10 @@ class _Fault:
     phone_number_id: str | None
 
 
-class GraphApiStandIn:
+class GraphApiStandIn(StandIn[GraphCall]):
     """An aiohttp server answering like the Graph API; point WHATSAPP_GRAPH_BASE at it."""
+
+    api_name: ClassVar[str] = "Graph API"
 
     def __init__(
         self,
@@ -99,20 +100,14 @@ class GraphApiStandIn:
         accept_any_token: bool = False,
         on_call: Callable[[GraphCall], None] | None = None,
     ) -> None:
-        self.accept_any_token = accept_any_token
-        self.calls: list[GraphCall] = []
-        self.failures: list[GraphCall] = []
+        super().__init__(accept_any_token=accept_any_token, on_call=on_call)
         self.webhook_posts: list[tuple[str, int]] = []  # (status or inbound, HTTP status)
-        self._on_call = on_call
         self._numbers: dict[str, Number] = {}
         self._templates: dict[tuple[str, str], int] = {}
         self._closed: set[tuple[str, str]] = set()
         self._faults: list[_Fault] = []
-        self._cond: asyncio.Condition | None = None
-        self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.base_url = ""
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -165,20 +160,8 @@ class GraphApiStandIn:
             and (to is None or c.to == to)
         ]
 
-    async def wait_for(
-        self, predicate: Callable[[list[GraphCall]], bool], timeout: float = 5.0
-    ) -> list[GraphCall]:
-        """Wait until `predicate(calls)` holds; returns the calls. Raises TimeoutError."""
-        cond = self._condition()
-        async with cond:
-            try:
-                await asyncio.wait_for(cond.wait_for(lambda: predicate(self.calls)), timeout)
-            except TimeoutError:
-                seen = [(c.phone_number_id, c.to, c.type) for c in self.calls[-5:]]
-                raise TimeoutError(
-                    f"no matching Graph API call in {timeout}s; last: {seen}"
-                ) from None
-            return list(self.calls)
+    def _summary(self, call: GraphCall) -> tuple[Any, ...]:
+        return (call.phone_number_id, call.to, call.type)
 
     # -- server -----------------------------------------------------------------------
 
@@ -190,30 +173,18 @@ class GraphApiStandIn:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on `host:port` (0: any free port); returns the base URL."""
-        self._condition()
-        self._http = aiohttp.ClientSession()
-        self._runner = web.AppRunner(self.make_app(), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        self.base_url = f"http://{host}:{self._runner.addresses[0][1]}"
-        return self.base_url
+        self._http = aiohttp.ClientSession()  # for the webhooks back to the platform
+        return await super().start(host, port)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await super().stop()
         if self._http is not None:
             await self._http.close()
             self._http = None
-
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
 
     async def _handle(self, request: web.Request) -> web.Response:
         pnid = request.match_info["phone_number_id"]
@@ -251,14 +222,6 @@ class GraphApiStandIn:
                 subcode=33,
             )
         return number
-
-    async def _record(self, call: GraphCall, *, failed: bool) -> None:
-        (self.failures if failed else self.calls).append(call)
-        if not failed and self._on_call is not None:
-            self._on_call(call)
-        cond = self._condition()
-        async with cond:
-            cond.notify_all()
 
     def _inject_fault(self, pnid: str) -> None:
         for fault in self._faults:
@@ -397,22 +360,11 @@ async def _serve(host: str, port: int, numbers: list[str], webhook_url: str | No
         pnid, token, app_secret = spec.split(":", 2)
         api.register_number(pnid, token, app_secret=app_secret, webhook_url=webhook_url)
     api.register_template("reply_later", "en_US", params=1)
-    base = await api.start(host, port)
-    print(f"WhatsApp Graph API stand-in on {base}", flush=True)
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopped.set)
-    try:
-        await stopped.wait()
-    finally:
-        await api.stop()
+    await serve_until_signalled(api, host, port, "WhatsApp Graph API stand-in")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8082)
+    parser = cli_parser(__doc__, port=8082)
     parser.add_argument(
         "--number",
         action="append",

@@ -15,17 +15,17 @@ and prints each sendMessage so a person sees the agent's replies.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
+
+from devstack.standin import StandIn, cli_parser, serve_until_signalled
 
 MAX_TEXT = 4096
 _METHODS = {  # Bot API method names are case-insensitive
@@ -78,8 +78,10 @@ class _ApiError(Exception):
         self.parameters = parameters
 
 
-class TelegramApiStandIn:
+class TelegramApiStandIn(StandIn[ApiCall]):
     """An aiohttp server answering like the Bot API; start it, point TELEGRAM_API_BASE at it."""
+
+    api_name: ClassVar[str] = "Telegram"
 
     def __init__(
         self,
@@ -87,18 +89,12 @@ class TelegramApiStandIn:
         accept_any_token: bool = False,
         on_call: Callable[[ApiCall], None] | None = None,
     ) -> None:
-        self.accept_any_token = accept_any_token
-        self.calls: list[ApiCall] = []
-        self.failures: list[ApiCall] = []
-        self._on_call = on_call
+        super().__init__(accept_any_token=accept_any_token, on_call=on_call)
         self._bots: dict[str, int] = {}
         self._webhooks: dict[int, dict[str, Any]] = {}
         self._next_message_id: dict[int, int] = {}
         self._blocked: dict[str, str] = {}
         self._faults: list[_Fault] = []
-        self._cond: asyncio.Condition | None = None
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -146,20 +142,8 @@ class TelegramApiStandIn:
             if c.method == "sendMessage" and (chat_id is None or c.chat_id == str(chat_id))
         ]
 
-    async def wait_for(
-        self, predicate: Callable[[list[ApiCall]], bool], timeout: float = 5.0
-    ) -> list[ApiCall]:
-        """Wait until `predicate(calls)` holds; returns the calls. Raises TimeoutError."""
-        cond = self._condition()
-        async with cond:
-            try:
-                await asyncio.wait_for(cond.wait_for(lambda: predicate(self.calls)), timeout)
-            except TimeoutError:
-                seen = [(c.method, c.chat_id) for c in self.calls[-5:]]
-                raise TimeoutError(
-                    f"no matching Telegram call in {timeout}s; last: {seen}"
-                ) from None
-            return list(self.calls)
+    def _summary(self, call: ApiCall) -> tuple[Any, ...]:
+        return (call.method, call.chat_id)
 
     # -- server -----------------------------------------------------------------------
 
@@ -168,27 +152,6 @@ class TelegramApiStandIn:
         app.router.add_route("POST", "/bot{token}/{method}", self._handle)
         app.router.add_route("GET", "/bot{token}/{method}", self._handle)
         return app
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on `host:port` (0: any free port); returns the base URL."""
-        self._condition()
-        self._runner = web.AppRunner(self.make_app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = self._runner.addresses[0]
-        self.base_url = f"http://{host}:{bound[1]}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
 
     async def _handle(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
@@ -209,14 +172,6 @@ class TelegramApiStandIn:
             return _error(err.status, err.description, **err.parameters)
         await self._record(ApiCall(bot_id, method, params, 200, result), failed=False)
         return web.json_response({"ok": True, "result": result})
-
-    async def _record(self, call: ApiCall, *, failed: bool) -> None:
-        (self.failures if failed else self.calls).append(call)
-        if not failed and self._on_call is not None:
-            self._on_call(call)
-        cond = self._condition()
-        async with cond:
-            cond.notify_all()
 
     def _inject_fault(self, method: str) -> None:
         for fault in self._faults:
@@ -331,22 +286,11 @@ async def _serve(host: str, port: int, tokens: list[str]) -> None:
     api = TelegramApiStandIn(accept_any_token=not tokens, on_call=_print_message)
     for token in tokens:
         api.register_bot(token)
-    base = await api.start(host, port)
-    print(f"Telegram Bot API stand-in on {base}", flush=True)
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopped.set)
-    try:
-        await stopped.wait()
-    finally:
-        await api.stop()
+    await serve_until_signalled(api, host, port, "Telegram Bot API stand-in")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
+    parser = cli_parser(__doc__, port=8081)
     parser.add_argument(
         "--token", action="append", default=[], help="accept only these bot tokens (repeatable)"
     )

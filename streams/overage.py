@@ -20,9 +20,10 @@ from dataclasses import replace
 from datetime import datetime
 
 from common.directory import Tenant
+from common.tenant_status import SUSPENDED
+from common.timeconv import to_ms
 from streams.metering import (
     RECENT_EVENTS,
-    SUSPENDED,
     MeterState,
     Outcome,
     Release,
@@ -31,7 +32,6 @@ from streams.metering import (
     hard_alert,
     in_period,
     soft_alert,
-    to_ms,
     with_alerts,
 )
 
