@@ -34,20 +34,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from common.directory import Tenant
 from common.errors import InvalidEvent
+from common.tenant_status import DELETED, SUSPENDED
+from common.timeconv import to_ms
 
 #: How many verdicts a tenant's state remembers for replay and duplicate detection.
 RECENT_EVENTS = 64
 #: How many conversations a period remembers as notified (beyond: no more notices).
 NOTIFIED_MAX = 1024
-#: Tenant statuses (tenants.status) that change what metering does.
-SUSPENDED = "suspended"
-DELETED = "deleted"
 
 
 class Outcome(StrEnum):
@@ -110,7 +109,13 @@ class Verdict:
         return head
 
     @classmethod
-    def from_json(cls, raw: Sequence[Any]) -> Verdict:
+    def from_json(cls, raw: Sequence[Any], period: Sequence[Any] | None = None) -> Verdict:
+        """A verdict in either form: whole (`to_json`) or short (`to_short`, with the
+        `period` it was written against)."""
+        if period is not None and not isinstance(raw[3], str):
+            plan_id, start, end = period
+            event_id, outcome, count, since = raw[:4]
+            raw = [event_id, outcome, count, plan_id, start, end, start + since, *raw[4:]]
         event_id, outcome, count, plan_id, start, end, at = raw[:7]
         alerts = tuple(Alert.from_json(a) for a in raw[7]) if len(raw) > 7 else ()
         notice = bool(raw[8]) if len(raw) > 8 else False
@@ -125,6 +130,34 @@ class Verdict:
             alerts,
             notice,
         )
+
+    @property
+    def period(self) -> tuple[str, int, int]:
+        return (self.plan_id, self.period_start_ms, self.period_end_ms)
+
+    def to_short(self) -> list[Any]:
+        """`to_json` without the plan and period (the state stores them once for all its
+        verdicts of that period) and with the time as ms since the period start: most of
+        a meter state is its recent verdicts, and every changelog write carries them all."""
+        whole = self.to_json()
+        return [*whole[:3], self.metered_at_ms - self.period_start_ms, *whole[7:]]
+
+
+def _recent_to_json(recent: Sequence[Verdict]) -> Any:
+    if not recent:
+        return []
+    period = recent[-1].period
+    return {
+        "period": list(period),
+        "verdicts": [v.to_short() if v.period == period else v.to_json() for v in recent],
+    }
+
+
+def _recent_from_json(raw: Any) -> tuple[Verdict, ...]:
+    if isinstance(raw, Mapping):  # {"period": [...], "verdicts": [short or whole, ...]}
+        period = raw["period"]
+        return tuple(Verdict.from_json(v, period) for v in raw["verdicts"])
+    return tuple(Verdict.from_json(v) for v in raw or ())  # written before the short form
 
 
 @dataclass(frozen=True)
@@ -234,7 +267,7 @@ class MeterState:
             "period_start": self.period_start_ms,
             "count": self.count,
             "last_offset": {str(p): o for p, o in sorted(self.last_offset.items())},
-            "recent": [v.to_json() for v in self.recent],
+            "recent": _recent_to_json(self.recent),
         }
         if self.held or self.released_seq:
             out["held"], out["released_seq"] = self.held, self.released_seq
@@ -255,7 +288,7 @@ class MeterState:
             period_start_ms=raw.get("period_start"),
             count=int(raw.get("count", 0)),
             last_offset=_offsets(raw.get("last_offset")),
-            recent=tuple(Verdict.from_json(v) for v in raw.get("recent", [])),
+            recent=_recent_from_json(raw.get("recent")),
             held=int(raw.get("held", 0)),
             released_seq=int(raw.get("released_seq", 0)),
             alerted=tuple(raw.get("alerted", ())),
@@ -384,13 +417,3 @@ def _at_offset(state: MeterState, event: InboundRef) -> MeterState:
     if state.seen_offset(event.partition, event.offset):
         return state
     return replace(state, last_offset={**state.last_offset, event.partition: event.offset})
-
-
-def to_ms(moment: datetime) -> int:
-    """Epoch milliseconds (what timestamp-millis fields carry); naive datetimes are UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -51,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import (
@@ -78,6 +77,7 @@ from common.directory import Tenant
 from common.errors import InvalidEvent
 from common.settings import Settings
 from common.telemetry import QUOTA_DECISIONS
+from common.timeconv import epoch_ms
 from common.topics import Topic
 from schemas import codec
 from streams.agents.boundary import BATCH_MAX, Boundary, Producer, batches
@@ -93,7 +93,6 @@ from streams.metering import (
     Verdict,
     check_tenant,
     decide,
-    to_ms,
 )
 from streams.overage import at_request, fetch_size, needs_release, plan_release
 from streams.topics import decode, source_topic, to_event
@@ -106,9 +105,6 @@ SEND_TIMEOUT_S = 30.0
 REFRESH_INTERVAL_S = 10.0
 #: Parsed tenant states kept in memory (least recently used dropped first).
 STATE_CACHE = 4096
-#: Bytes per partition in one changelog produce request (Faust's default is 16 KiB, two
-#: meter states: a group's writes would take one broker round trip per two tenants).
-CHANGELOG_BATCH_BYTES = 512 * 1024
 
 Clock = Callable[[], datetime]
 #: Makes an event the one the table's writes belong to (its partition); see `register`.
@@ -665,7 +661,7 @@ async def _all(sends: Any) -> None:
 
 def inbound(record: Mapping[str, Any]) -> dict[str, Any]:
     """A decoded InboundMessage made encodable again (timestamps as epoch ms)."""
-    return {**record, "received_at": _ms(record["received_at"])}
+    return {**record, "received_at": epoch_ms(record["received_at"])}
 
 
 def session_event(record: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
@@ -682,7 +678,7 @@ def session_event(record: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]
         "input_tokens": None,
         "output_tokens": None,
         "model": None,
-        "occurred_at": _ms(record["received_at"]),
+        "occurred_at": epoch_ms(record["received_at"]),
     }
 
 
@@ -713,10 +709,6 @@ def usage(record: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def _ms(value: Any) -> int:
-    return to_ms(value) if isinstance(value, datetime) else int(value)
-
-
 def register(
     app: faust.App,
     settings: Settings,
@@ -731,12 +723,7 @@ def register(
     """Add the `meter_state` table, the metering agent and the release agent to `app`.
 
     `durable` waits until the table's writes are acknowledged (default: every changelog
-    record written so far, see `ChangelogAcks`). Faust's own producer carries nothing but
-    this table's changelog (outputs go through `producer`), so its batches are sized for
-    a group of meter states here."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # AlreadyConfiguredWarning: intended
-        app.conf.producer_max_batch_size = CHANGELOG_BATCH_BYTES
+    record written so far, see `ChangelogAcks`)."""
     table = app.Table(
         TABLE,
         default=None,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from common.timeconv import to_ms
 from schemas import codec
 from streams.alerts import NOTICE_TEXT, alert_record, alert_text, notice_record, upgrade_prompt
-from streams.metering import Alert, Level, Outcome, Verdict, to_ms
+from streams.metering import Alert, Level, Outcome, Verdict
 from tests.streams.streams_fakes import NOW, PERIOD_END, PERIOD_START, TENANT, inbound, tenant
 
 

@@ -44,6 +44,8 @@ def test_the_app_is_configured_from_settings(monkeypatch: pytest.MonkeyPatch) ->
     assert conf.broker_session_timeout == 10
     assert conf.broker_heartbeat_interval == 1
     assert conf.producer_acks == -1
+    assert conf.producer_max_batch_size == 512 * 1024  # a group of meter states, not two
+    assert conf.producer_compression_type == "lz4"
     assert conf.stream_wait_empty is True
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from common.consumer import Event
 from common.settings import Settings
+from common.timeconv import to_ms
 from common.topics import Topic
 from schemas import codec
 from streams.agents import metering
@@ -21,7 +22,7 @@ from streams.agents.boundary import Boundary
 from streams.agents.metering import Metering
 from streams.alerts import NOTICE_TEXT
 from streams.app import create_app
-from streams.metering import MeterState, to_ms
+from streams.metering import MeterState
 from tests.streams.streams_fakes import (
     NOW,
     OTHER,
@@ -426,7 +427,6 @@ def test_the_table_is_named_for_the_app_and_partitioned_like_the_source(
     )
     table: Any = app.tables[metering.TABLE]
     assert table.partitions == settings.topic_partitions
-    assert app.conf.producer_max_batch_size == metering.CHANGELOG_BATCH_BYTES
     assert table.changelog_topic.get_topic_name() == (
         "t.openclaw-saas.streams-meter_state-changelog"
     )
