@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+#: Libraries that repeat one line many times a second while a server is away.
+CHATTY_LIBRARIES = ("aiokafka", "faust", "mode")
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -20,6 +26,51 @@ def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
     for noisy in ("aiokafka", "faust.transport", "mode", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    quiet = QuietRepeats()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(quiet)
+
+
+class QuietRepeats(logging.Filter):
+    """Passes the first of a repeated library log line, then one per `every_s` seconds
+    saying how many were held back. While the broker is down, aiokafka logs the same
+    failed connect thousands of times a second; one line per half minute tells as much.
+
+    Lines are the same when logger, level and message template (before its arguments)
+    are; only loggers under `libraries` are thinned, the project's own never are."""
+
+    def __init__(
+        self,
+        every_s: float = 30.0,
+        *,
+        libraries: tuple[str, ...] = CHATTY_LIBRARIES,
+        clock: Callable[[], float] = time.monotonic,
+        remember: int = 512,
+    ) -> None:
+        super().__init__()
+        self._every_s = every_s
+        self._prefixes = tuple(p + "." for p in libraries)
+        self._libraries = frozenset(libraries)
+        self._clock = clock
+        self._remember = remember
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # key -> [passed at, held]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if name not in self._libraries and not name.startswith(self._prefixes):
+            return True
+        key = (name, record.levelno, str(record.msg))
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self._every_s:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} [{int(seen[1])} more like this held back]"
+        if seen is None and len(self._seen) >= self._remember:
+            self._seen.clear()
+        self._seen[key] = [now, 0]
+        return True
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
