@@ -8,23 +8,21 @@ producer flushes and closes (the app's cleanup context).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
-from collections.abc import Iterator
 
 from aiohttp import web
 
 from common.settings import Settings
 from common.telemetry import setup_logging
 from ingress.app import build_app
+from ingress.shutdown import grace_s, stop_on_signals
 from ingress.telegram import SEND_TIMEOUT_S
 from ingress.typedefs import LIFECYCLE
 
 log = logging.getLogger(__name__)
 
 # Time given to in-flight requests on shutdown: a broker ack timeout plus some slack.
-SHUTDOWN_GRACE_S = SEND_TIMEOUT_S + 5.0
+SHUTDOWN_GRACE_S = grace_s(SEND_TIMEOUT_S)
 
 
 async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -38,26 +36,10 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         site = web.TCPSite(runner, settings.ingress_host, settings.ingress_port)
         await site.start()
         log.info("ingress listening on %s:%d", settings.ingress_host, settings.ingress_port)
-        with _signals_set(stop):
+        with stop_on_signals(stop):
             await stop.wait()
         log.info("ingress shutting down")
         app[LIFECYCLE].stopping = True
     finally:
         await runner.cleanup()
     log.info("ingress stopped")
-
-
-@contextlib.contextmanager
-def _signals_set(event: asyncio.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set `event` while inside the block."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, event.set)
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)

@@ -27,10 +27,11 @@ from aiohttp import web
 
 from common.errors import KafkaUnavailable
 from common.secrets import SecretBox
-from common.telemetry import INGRESS_DUPLICATES, INGRESS_REJECTIONS, INGRESS_REQUESTS
+from common.telemetry import INGRESS_DUPLICATES
 from common.topics import Topic
 from ingress.dedup import RecentUpdates
 from ingress.middlewares import ApiError, read_body
+from ingress.outcomes import Outcome, counted
 from ingress.text import clean, epoch_seconds
 from ingress.typedefs import PRODUCER, SETTINGS
 
@@ -82,22 +83,9 @@ def tenant_id_for(customer_id: str) -> str:
     return str(uuid.uuid5(TENANT_NAMESPACE, f"stripe:customer:{customer_id}"))
 
 
-async def stripe_webhook(request: web.Request) -> web.Response:
-    try:
-        outcome, body = await _handle(request)
-    except ApiError as err:
-        INGRESS_REQUESTS.labels(CHANNEL, err.outcome).inc()
-        if err.outcome == "rejected":
-            INGRESS_REJECTIONS.labels(CHANNEL, err.code).inc()
-        raise
-    except Exception:
-        INGRESS_REQUESTS.labels(CHANNEL, "error").inc()
-        raise
-    INGRESS_REQUESTS.labels(CHANNEL, outcome).inc()
-    return web.json_response(body)
-
-
-async def _handle(request: web.Request) -> tuple[str, dict[str, Any]]:
+@counted(CHANNEL)
+async def stripe_webhook(request: web.Request) -> tuple[Outcome, dict[str, Any]]:
+    """One event: its outcome and JSON answer (counted, errors as JSON: `counted`)."""
     settings = request.app[SETTINGS]
     secret = settings.stripe_webhook_secret.value
     if not secret:
@@ -213,7 +201,7 @@ def _checkout(
     record.update(
         plan_id=_str(metadata.get("plan_id") or metadata.get("plan")),
         stripe_subscription_id=_id_of(obj.get("subscription")),
-        owner_email=email.strip().lower(),
+        owner_email=clean(email.strip().lower()),
         display_name=_str(metadata.get("display_name") or details.get("name")),
         settings_json=json.dumps(settings, sort_keys=True) if settings else None,
     )
@@ -264,7 +252,7 @@ def _invoice(obj: Mapping[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     email = obj.get("customer_email")
     record.update(
         stripe_subscription_id=_id_of(subscription),
-        owner_email=email.strip().lower() if isinstance(email, str) and email else None,
+        owner_email=clean(email.strip().lower()) if isinstance(email, str) and email else None,
     )
     return record
 

@@ -16,10 +16,11 @@ from typing import Any
 from aiohttp import web
 
 from common.errors import KafkaUnavailable
-from common.telemetry import INGRESS_DUPLICATES, INGRESS_REJECTIONS, INGRESS_REQUESTS
+from common.telemetry import INGRESS_DUPLICATES
 from common.topics import Topic
 from ingress.middlewares import ApiError, read_body
 from ingress.normalize import CHANNEL, Ignored, MalformedUpdate, normalize, parse_update
+from ingress.outcomes import Outcome, counted
 from ingress.signatures import TELEGRAM_SECRET_HEADER, telegram_secret_ok
 from ingress.typedefs import DIRECTORY, PRODUCER, RECENT_UPDATES, SETTINGS
 
@@ -31,26 +32,10 @@ SEND_TIMEOUT_S = 10.0
 RETRY_AFTER_S = 5
 _BOT_ID = re.compile(r"[0-9]{1,20}")
 
-Outcome = str  # an INGRESS_REQUESTS outcome label
 
-
-async def telegram_webhook(request: web.Request) -> web.Response:
-    """Count every outcome once, whatever it is; errors become JSON in the middleware."""
-    try:
-        outcome, body = await _handle(request)
-    except ApiError as err:
-        INGRESS_REQUESTS.labels(CHANNEL, err.outcome).inc()
-        if err.outcome == "rejected":
-            INGRESS_REJECTIONS.labels(CHANNEL, err.code).inc()
-        raise
-    except Exception:
-        INGRESS_REQUESTS.labels(CHANNEL, "error").inc()
-        raise
-    INGRESS_REQUESTS.labels(CHANNEL, outcome).inc()
-    return web.json_response(body)
-
-
-async def _handle(request: web.Request) -> tuple[Outcome, dict[str, Any]]:
+@counted(CHANNEL)
+async def telegram_webhook(request: web.Request) -> tuple[Outcome, dict[str, Any]]:
+    """One update: its outcome and JSON answer (counted, errors as JSON: `counted`)."""
     app = request.app
     directory = app[DIRECTORY]
     if not directory.loaded.is_set():

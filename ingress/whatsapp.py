@@ -42,10 +42,11 @@ from aiohttp import web
 
 from common.directory import Binding, Tenant
 from common.errors import KafkaUnavailable
-from common.telemetry import INGRESS_DUPLICATES, INGRESS_REJECTIONS, INGRESS_REQUESTS
+from common.telemetry import INGRESS_DUPLICATES, INGRESS_REQUESTS
 from common.topics import Topic
 from ingress.dedup import RecentUpdates
 from ingress.middlewares import ApiError, read_body
+from ingress.outcomes import Outcome, count_error, counted
 from ingress.signatures import (
     HUB_SIGNATURE_HEADER,
     hub_signature_ok,
@@ -108,27 +109,15 @@ async def whatsapp_verify(request: web.Request) -> web.Response:
         if not verify_token_ok(query.get("hub.verify_token"), hashes):
             raise ApiError(403, "bad_verify_token", "unknown verify token")
     except ApiError as err:
-        _count_error(err)
+        count_error(CHANNEL, err)
         raise
     INGRESS_REQUESTS.labels(CHANNEL, "verified").inc()
     return web.Response(text=challenge, content_type="text/plain")
 
 
-async def whatsapp_webhook(request: web.Request) -> web.Response:
-    """Count every outcome once; errors become JSON in the middleware."""
-    try:
-        outcome, body = await _handle(request)
-    except ApiError as err:
-        _count_error(err)
-        raise
-    except Exception:
-        INGRESS_REQUESTS.labels(CHANNEL, "error").inc()
-        raise
-    INGRESS_REQUESTS.labels(CHANNEL, outcome).inc()
-    return web.json_response(body)
-
-
-async def _handle(request: web.Request) -> tuple[str, dict[str, Any]]:
+@counted(CHANNEL)
+async def whatsapp_webhook(request: web.Request) -> tuple[Outcome, dict[str, Any]]:
+    """One notification: its outcome and JSON answer (counted, errors as JSON: `counted`)."""
     app = request.app
     directory = _directory(app)
     raw = await read_body(request, app[SETTINGS].whatsapp_max_body_bytes)
@@ -173,7 +162,7 @@ async def _handle(request: web.Request) -> tuple[str, dict[str, Any]]:
 
 async def _produce(
     app: web.Application, outputs: list[Output], ignored: list[str]
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[Outcome, dict[str, Any]]:
     recent = app[RECENT]
     seen: set[tuple[str, tuple[str, int]]] = set()  # a body may repeat a message
     fresh = []
@@ -219,12 +208,6 @@ def _directory(app: web.Application) -> BindingDirectory:
 
 def _numbers(tenant: Tenant) -> list[Binding]:
     return [b for b in tenant.bindings if b.channel == CHANNEL]
-
-
-def _count_error(err: ApiError) -> None:
-    INGRESS_REQUESTS.labels(CHANNEL, err.outcome).inc()
-    if err.outcome == "rejected":
-        INGRESS_REJECTIONS.labels(CHANNEL, err.code).inc()
 
 
 def _unavailable(code: str, message: str) -> ApiError:

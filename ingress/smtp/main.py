@@ -15,20 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
-from collections.abc import Iterator
 
 from common.directory import Directory
 from common.kafka import EventProducer
 from common.settings import Settings
 from common.telemetry import serve_metrics, setup_logging
+from ingress.shutdown import grace_s, stop_on_signals
 from ingress.smtp.handler import SEND_TIMEOUT_S, MailHandler
 from ingress.smtp.server import protocol_factory
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE_S = SEND_TIMEOUT_S + 5.0
+SHUTDOWN_GRACE_S = grace_s(SEND_TIMEOUT_S)
 _DIRECTORY_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -41,7 +40,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     producer = EventProducer(settings)
     directory = Directory(settings)
     try:
-        with _signals_set(stop):
+        with stop_on_signals(stop):
             if not await _load_directory(directory, stop):
                 return
             handler = MailHandler(settings, producer=producer, directory=directory)
@@ -90,19 +89,3 @@ async def _drain(handler: MailHandler) -> None:
         await asyncio.sleep(0.05)
     if handler.in_flight:
         log.warning("smtp stopped with %d messages not stored", handler.in_flight)
-
-
-@contextlib.contextmanager
-def _signals_set(event: asyncio.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set `event` while inside the block."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, event.set)
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)

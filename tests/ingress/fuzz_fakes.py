@@ -31,26 +31,22 @@ class Party:
     email_agent: str
 
 
-A = Party(
-    tenant_id="0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e",
-    bot_id="7000000001",
-    bot_secret="tg-secret-A_0123456789",
-    pnid="106540352242922",
-    app_secret="app-secret-A-3f9e1c",
-    verify_token="verify-A-7d1b",
-    access_token="EAA-access-A-11111",
-    email_agent="alpha",
-)
-B = Party(
-    tenant_id="5d2e9a10-1f3b-4c6d-8e7f-9a0b1c2d3e4f",
-    bot_id="7000000002",
-    bot_secret="tg-secret-B_9876543210",
-    pnid="106540352242933",
-    app_secret="app-secret-B-a81c04",
-    verify_token="verify-B-2c9e",
-    access_token="EAA-access-B-22222",
-    email_agent="bravo",
-)
+def _party(tag: str, n: int, tenant_id: str, email_agent: str) -> Party:
+    """A tenant's ids and secrets, told apart from the other's by `tag` ("A") and `n` (1)."""
+    return Party(
+        tenant_id=tenant_id,
+        bot_id=f"700000000{n}",
+        bot_secret=f"tg-secret-{tag}_{n}123456789",
+        pnid=f"1065403522429{n + 1}{n + 1}",
+        app_secret=f"app-secret-{tag}-{n}f9e1c",
+        verify_token=f"verify-{tag}-{n}d1b",
+        access_token=f"EAA-access-{tag}-{str(n) * 5}",
+        email_agent=email_agent,
+    )
+
+
+A = _party("A", 1, "0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e", "alpha")
+B = _party("B", 2, "5d2e9a10-1f3b-4c6d-8e7f-9a0b1c2d3e4f", "bravo")
 MAIL_DOMAIN = "agents.example.test"
 
 

@@ -24,7 +24,14 @@ from schemas import codec
 from tests.fuzzing import check_http_answer
 from tests.ingress.fuzz_fakes import A, two_tenants
 from tests.ingress.ingress_fakes import FakeProducer
-from tests.stripe_events import WEBHOOK_SECRET, body_of, sign, subscription
+from tests.stripe_events import (
+    WEBHOOK_SECRET,
+    body_of,
+    checkout_completed,
+    invoice,
+    sign,
+    subscription,
+)
 
 Client = TestClient[Any, Any]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
@@ -113,6 +120,26 @@ async def test_stripe_customer_id_with_a_lone_surrogate_is_not_a_500(client: Cli
         "/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)}
     )
     check_http_answer(resp.status, await resp.text())
+
+
+@pytest.mark.parametrize("kind", ["checkout", "invoice"])
+async def test_stripe_customer_email_with_a_lone_surrogate_is_not_a_500(
+    client: Client, producer: FakeProducer, kind: str
+) -> None:
+    """owner_email went to the Avro encoder uncleaned: UnicodeEncodeError → 500."""
+    if kind == "checkout":
+        evt = checkout_completed("cus_FUZZ3", email="\ud800@example.com")
+    else:
+        evt = invoice("cus_FUZZ3", "in_FUZZ3", paid=True)
+        evt["data"]["object"]["customer_email"] = "\ud800"
+    body = json.dumps(evt).encode()  # the surrogate as an escape
+    resp = await client.post(
+        "/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)}
+    )
+    check_http_answer(resp.status, await resp.text())
+    assert resp.status == 200
+    for sent in producer.sent:
+        codec.decode(sent.payload, expect="tenant_lifecycle")
 
 
 async def test_stripe_event_from_after_year_9999_is_not_produced_undecodable(

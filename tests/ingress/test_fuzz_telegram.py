@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -22,19 +21,17 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from common.settings import Settings
-from ingress.app import create_app
 from schemas import codec
 from tests.fuzzing import (
-    check_http_answer,
     damaged,
     dumps,
-    fresh_client,
     fuzz_settings,
     json_values,
     maybe,
     nasty_scalars,
     nasty_text,
 )
+from tests.ingress.fuzz_posts import padded, post_checked, post_to_fresh_app
 from tests.ingress.ingress_fakes import (
     BOT_A,
     MAX_BODY,
@@ -94,22 +91,10 @@ def _check_produced(producer: FakeProducer, before: int) -> None:
 async def test_hostile_updates_with_the_right_secret(
     settings: Settings, directory: FakeDirectory, body: bytes, kafka_down: bool
 ) -> None:
-    producer = FakeProducer()
-    producer.down = kafka_down
-    app = create_app(settings, producer=producer, directory=directory)
-    async with fresh_client(app) as client:
-        resp = await client.post(URL, data=body, headers={SECRET_HEADER: SECRET_A})
-        text = await resp.text()
-    answer = check_http_answer(resp.status, text, allow_503=kafka_down)
-    event(f"{resp.status} {(answer or {}).get('error', {}).get('code', 'ok')}")
-    if resp.status == 503:
-        assert answer is not None and answer["error"]["code"] == "kafka_unavailable"
+    producer = await post_to_fresh_app(
+        settings, directory, URL, body, {SECRET_HEADER: SECRET_A}, kafka_down=kafka_down
+    )
     _check_produced(producer, 0)
-
-
-def _padded(size: int) -> bytes:
-    head = json.dumps(text_update(424242)).encode()
-    return head[:-1] + b',"pad":"' + b"p" * max(0, size - len(head) - 9) + b'"}'
 
 
 @fuzz_settings(150)
@@ -122,20 +107,13 @@ async def test_bodies_around_and_over_the_limit(
     client: Client, producer: FakeProducer, size: int, chunked: bool, gzipped: bool
 ) -> None:
     """The limit holds for the decompressed size too (a small gzip bomb is still a 413)."""
-    plain = _padded(size)
+    plain = padded(json.dumps(text_update(424242)).encode(), size)
     body = gzip.compress(plain) if gzipped else plain
     headers = {SECRET_HEADER: SECRET_A}
     if gzipped:
         headers["Content-Encoding"] = "gzip"
-
-    async def stream() -> AsyncIterator[bytes]:
-        for at in range(0, len(body), 1000):
-            yield body[at : at + 1000]
-
-    resp = await client.post(URL, data=stream() if chunked else body, headers=headers)
-    text = await resp.text()
-    check_http_answer(resp.status, text)
-    assert resp.status == (413 if len(plain) > MAX_BODY else 200), text
+    status, text = await post_checked(client, URL, body, headers, chunk=1000 if chunked else None)
+    assert status == (413 if len(plain) > MAX_BODY else 200), text
 
 
 @fuzz_settings(150)
@@ -147,11 +125,10 @@ async def test_bogus_content_encoding(
     client: Client, producer: FakeProducer, encoding: str, body: bytes
 ) -> None:
     before = len(producer.sent)
-    resp = await client.post(
-        URL, data=body, headers={SECRET_HEADER: SECRET_A, "Content-Encoding": encoding}
+    status, _text = await post_checked(
+        client, URL, body, {SECRET_HEADER: SECRET_A, "Content-Encoding": encoding}
     )
-    check_http_answer(resp.status, await resp.text())
-    event(str(resp.status))
+    event(str(status))
     _check_produced(producer, before)
 
 
@@ -167,13 +144,11 @@ async def test_any_path_and_secret(
 ) -> None:
     before = len(producer.sent)
     path = "/webhooks/telegram/" + quote(bot_id, safe="")
-    resp = await client.post(
-        path, data=json.dumps(text_update(9)).encode(), headers={SECRET_HEADER: secret}
+    status, text = await post_checked(
+        client, path, json.dumps(text_update(9)).encode(), {SECRET_HEADER: secret}
     )
-    text = await resp.text()
-    check_http_answer(resp.status, text)
     if bot_id != BOT_A.encode():
-        assert resp.status in (404, 405), text
+        assert status in (404, 405), text
     elif secret != SECRET_A:
-        assert resp.status == 401, text
+        assert status == 401, text
     _check_produced(producer, before)

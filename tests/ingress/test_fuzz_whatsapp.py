@@ -27,7 +27,6 @@ from tests.fuzzing import (
     check_http_answer,
     damaged,
     dumps,
-    fresh_client,
     fuzz_settings,
     json_values,
     maybe,
@@ -35,6 +34,7 @@ from tests.fuzzing import (
 )
 from tests.fuzzing import nasty_text as nasty
 from tests.ingress.fuzz_fakes import A, AllChannelsDirectory, B, two_tenants
+from tests.ingress.fuzz_posts import padded, post_checked, post_to_fresh_app
 from tests.ingress.ingress_fakes import FakeProducer
 
 Client = TestClient[Any, Any]
@@ -169,17 +169,9 @@ async def test_post_answers_are_defined_and_route_only_to_the_named_tenant(
     post: tuple[bytes, dict[str, str]], kafka_down: bool
 ) -> None:
     body, headers = post
-    producer = FakeProducer()
-    producer.down = kafka_down
-    app = create_app(SETTINGS, producer=producer, directory=two_tenants())
-    async with fresh_client(app) as client:
-        resp = await client.post(PATH, data=body, headers=headers)
-        text = await resp.text()
-    answer = check_http_answer(resp.status, text, allow_503=kafka_down)
-    code = (answer or {}).get("error", {}).get("code", "ok")
-    event(f"{resp.status} {code}")
-    if resp.status == 503:
-        assert code == "kafka_unavailable"
+    producer = await post_to_fresh_app(
+        SETTINGS, two_tenants(), PATH, body, headers, kafka_down=kafka_down
+    )
     owner = {A.pnid: A.tenant_id, B.pnid: B.tenant_id}
     for sent in producer.sent:  # what every consumer of these topics must decode
         record = codec.decode(sent.payload, expect=sent.topic.schema)
@@ -198,21 +190,13 @@ async def test_huge_bodies_are_413_or_read_never_5xx(
     client: Client, producer: FakeProducer, size: int, chunked: bool, signed: bool
 ) -> None:
     payload = wa.text_message(A.pnid, "16505551234", "x", wamid="wamid.huge")
-    head = dumps(payload)
-    body = head[:-1] + b',"pad":"' + b"p" * max(0, size - len(head) - 9) + b'"}'
+    body = padded(dumps(payload), size)
     headers = {wa.SIGNATURE_HEADER: wa.sign(body, A.app_secret if signed else "x")}
-
-    async def stream() -> Any:
-        for at in range(0, len(body), 4096):
-            yield body[at : at + 4096]
-
-    resp = await client.post(PATH, data=stream() if chunked else body, headers=headers)
-    text = await resp.text()
-    check_http_answer(resp.status, text)
+    status, text = await post_checked(client, PATH, body, headers, chunk=4096 if chunked else None)
     if len(body) > MAX_BODY:
-        assert resp.status == 413, text
+        assert status == 413, text
     else:
-        assert resp.status in (200, 401), text
+        assert status in (200, 401), text
 
 
 verify_params = st.dictionaries(
