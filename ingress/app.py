@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from common.directory import Directory
 from common.kafka import EventProducer
 from common.settings import Settings
 from ingress.dedup import RecentUpdates
+from ingress.directory_loader import load_directory
 from ingress.middlewares import error_middleware
 from ingress.routes import setup_routes
 from ingress.typedefs import (
@@ -29,11 +29,6 @@ from ingress.typedefs import (
     Producer,
     RoutingDirectory,
 )
-
-log = logging.getLogger(__name__)
-
-# Seconds between attempts to load the directory while PostgreSQL is unreachable (capped).
-_DIRECTORY_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def create_app(
@@ -67,7 +62,7 @@ def build_app(settings: Settings) -> web.Application:
     lifecycle = app[LIFECYCLE]
 
     async def resources(_app: web.Application) -> AsyncIterator[None]:
-        loader = asyncio.create_task(_load_directory(directory), name="ingress-directory")
+        loader = asyncio.create_task(load_directory(directory), name="ingress-directory")
         try:
             yield
         finally:
@@ -81,18 +76,3 @@ def build_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(resources)
     return app
-
-
-async def _load_directory(directory: Directory) -> None:
-    attempt = 0
-    while True:
-        try:
-            await directory.start()
-        except Exception as err:  # psycopg.Error, OSError, a bad row...: keep trying
-            delay = _DIRECTORY_RETRY_S[min(attempt, len(_DIRECTORY_RETRY_S) - 1)]
-            log.warning("directory not loaded (%s); retrying in %.1fs", err, delay)
-            attempt += 1
-            await asyncio.sleep(delay)
-        else:
-            log.info("directory loaded: %d tenants", len(directory))
-            return

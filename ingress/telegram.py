@@ -23,13 +23,12 @@ from ingress.normalize import CHANNEL, Ignored, MalformedUpdate, normalize, pars
 from ingress.outcomes import Outcome, counted
 from ingress.signatures import TELEGRAM_SECRET_HEADER, telegram_secret_ok
 from ingress.typedefs import DIRECTORY, PRODUCER, RECENT_UPDATES, SETTINGS
+from ingress.unavailable import unavailable
 
 log = logging.getLogger(__name__)
 
 # Telegram waits 60 s for an answer; the broker must acknowledge well within that.
 SEND_TIMEOUT_S = 10.0
-# Seconds a client should wait after a 503 (Telegram retries on its own schedule anyway).
-RETRY_AFTER_S = 5
 _BOT_ID = re.compile(r"[0-9]{1,20}")
 
 
@@ -39,7 +38,7 @@ async def telegram_webhook(request: web.Request) -> tuple[Outcome, dict[str, Any
     app = request.app
     directory = app[DIRECTORY]
     if not directory.loaded.is_set():
-        raise _unavailable("not_ready", "tenant directory not loaded yet")
+        raise unavailable("not_ready", "tenant directory not loaded yet")
 
     bot_id = request.match_info["bot_id"]
     tenant = directory.by_telegram_bot(bot_id) if _BOT_ID.fullmatch(bot_id) else None
@@ -74,13 +73,7 @@ async def telegram_webhook(request: web.Request) -> tuple[Outcome, dict[str, Any
         await app[PRODUCER].send(Topic.INBOUND, tenant.tenant_id, record, timeout=SEND_TIMEOUT_S)
     except KafkaUnavailable as err:
         log.warning("telegram update %s not produced: %s", record["event_id"], err.reason)
-        raise _unavailable("kafka_unavailable", "event store unavailable, retry later") from err
+        raise unavailable("kafka_unavailable", "event store unavailable, retry later") from err
     recent.add(key)
     log.debug("produced %s for tenant %s", record["event_id"], tenant.tenant_id)
     return "accepted", {"ok": True}
-
-
-def _unavailable(code: str, message: str) -> ApiError:
-    return ApiError(
-        503, code, message, outcome="unavailable", headers={"Retry-After": str(RETRY_AFTER_S)}
-    )

@@ -54,6 +54,7 @@ from ingress.signatures import (
     verify_token_ok,
 )
 from ingress.typedefs import DIRECTORY, PRODUCER, SETTINGS
+from ingress.unavailable import unavailable
 from ingress.whatsapp_payload import (
     CHANNEL,
     MalformedNotification,
@@ -66,7 +67,6 @@ log = logging.getLogger(__name__)
 
 PATH = "/webhooks/whatsapp"
 SEND_TIMEOUT_S = 10.0
-RETRY_AFTER_S = 5
 # Meta retries an unacknowledged notification for up to 7 days.
 RECENT_TTL_S = 7 * 24 * 3600.0
 RECENT = web.AppKey("whatsapp_recent", RecentUpdates)
@@ -193,7 +193,7 @@ async def _produce(
             raise result
     if failed:
         log.warning("whatsapp: %d of %d events not produced", len(failed), len(fresh))
-        raise _unavailable("kafka_unavailable", "event store unavailable, retry later")
+        raise unavailable("kafka_unavailable", "event store unavailable, retry later")
     return "accepted", {"ok": True, "produced": len(fresh), "duplicates": duplicates}
 
 
@@ -202,15 +202,9 @@ def _directory(app: web.Application) -> BindingDirectory:
     if not isinstance(directory, BindingDirectory):  # a directory without channel bindings
         raise ApiError(500, "internal", "directory cannot route bindings", outcome="error")
     if not directory.loaded.is_set():
-        raise _unavailable("not_ready", "tenant directory not loaded yet")
+        raise unavailable("not_ready", "tenant directory not loaded yet")
     return directory
 
 
 def _numbers(tenant: Tenant) -> list[Binding]:
     return [b for b in tenant.bindings if b.channel == CHANNEL]
-
-
-def _unavailable(code: str, message: str) -> ApiError:
-    return ApiError(
-        503, code, message, outcome="unavailable", headers={"Retry-After": str(RETRY_AFTER_S)}
-    )

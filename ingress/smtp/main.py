@@ -13,7 +13,6 @@ never got a 250, so its server sends the message again later.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -21,6 +20,7 @@ from common.directory import Directory
 from common.kafka import EventProducer
 from common.settings import Settings
 from common.telemetry import serve_metrics, setup_logging
+from ingress.directory_loader import load_directory
 from ingress.shutdown import grace_s, stop_on_signals
 from ingress.smtp.handler import SEND_TIMEOUT_S, MailHandler
 from ingress.smtp.server import protocol_factory
@@ -28,7 +28,6 @@ from ingress.smtp.server import protocol_factory
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = grace_s(SEND_TIMEOUT_S)
-_DIRECTORY_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -41,7 +40,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     directory = Directory(settings)
     try:
         with stop_on_signals(stop):
-            if not await _load_directory(directory, stop):
+            if not await load_directory(directory, stop):
                 return
             handler = MailHandler(settings, producer=producer, directory=directory)
             server = await loop.create_server(
@@ -63,24 +62,6 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         await directory.stop()
         await asyncio.to_thread(producer.close)
     log.info("smtp stopped")
-
-
-async def _load_directory(directory: Directory, stop: asyncio.Event) -> bool:
-    """Load the directory, retrying; False if asked to stop before it loaded."""
-    attempt = 0
-    while not stop.is_set():
-        try:
-            await directory.start()
-        except Exception as err:  # psycopg.Error, OSError, a bad row...: keep trying
-            delay = _DIRECTORY_RETRY_S[min(attempt, len(_DIRECTORY_RETRY_S) - 1)]
-            log.warning("directory not loaded (%s); retrying in %.1fs", err, delay)
-            attempt += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-        else:
-            log.info("directory loaded: %d tenants", len(directory))
-            return True
-    return False
 
 
 async def _drain(handler: MailHandler) -> None:

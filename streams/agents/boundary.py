@@ -16,7 +16,8 @@ Batches: `batches` groups a Faust stream's events into what is already buffered 
 waiting for more, so a quiet stream still handles each event at once), and an agent handles
 a batch in one go (one transaction, one flush). When that fails, `each` runs every event of
 the batch through `process` on its own, so the failure rules above still apply per event
-(the one invalid event is dead-lettered, the others are stored).
+(the one invalid event is dead-lettered, the others are stored). `consume_batches` is that
+loop for an agent whose batch handler needs nothing of Faust: batches in, acks after.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from common.consumer import Event
 from common.errors import InvalidEvent
 from common.kafka import RawEventSink
 from common.telemetry import DEAD_LETTERS, EVENTS_PROCESSED
+from common.topics import Topic
 from schemas import codec
+from streams.topics import to_event
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +205,26 @@ async def batches(stream: Any, max_size: int = BATCH_MAX) -> AsyncGenerator[list
             yield batch
     finally:
         reader.cancel()
+
+
+async def consume_batches(
+    stream: Any,
+    topic: Topic,
+    handle_batch: Callable[[Sequence[Event], Boundary], Awaitable[None]],
+    guard: Boundary,
+) -> None:
+    """Run an agent: the stream's events, in `batches`, to `handle_batch(events, guard)`.
+
+    Acks are manual: a batch's events are acked only once `handle_batch` returned (its
+    side effects done). With Faust's automatic acks the current event would be acked even
+    when the agent is cancelled mid-retry (see `streams.agents.metering`)."""
+    manual = stream.noack()
+    async with aclosing(batches(manual, BATCH_MAX)) as taken:
+        async for records in taken:
+            events = [
+                to_event(topic, r.message.partition, r.message.offset, r.key, r.value)
+                for r in records
+            ]
+            await handle_batch(events, guard)
+            for record in records:
+                await manual.ack(record)

@@ -1,19 +1,19 @@
 """Session-sync agent: consumes session.events → writes PostgreSQL (sessions, messages,
 usage_logs, session_stats) through `streams.sessions_store`.
 
-The agent takes what the stream has buffered (`boundary.batches`, up to `BATCH_MAX`) and
-writes it in one transaction (`SessionsStore.apply_batch`, set-based), committed before the
-events are acked; the writes are idempotent by event id (see `streams.sessions_store`), so
-redelivery and full replays change nothing. An undecodable or malformed event is
-dead-lettered to session.events.dlq on its own. When the batch's transaction fails, its
-events are written again one per transaction: a row PostgreSQL refuses (tenant deleted, bad
-value) is then dead-lettered alone, and an unreachable database is retried until it answers.
+The agent (`boundary.consume_batches`) takes what the stream has buffered, up to
+`BATCH_MAX`, and writes it in one transaction (`SessionsStore.apply_batch`, set-based),
+committed before the events are acked; the writes are idempotent by event id (see
+`streams.sessions_store`), so redelivery and full replays change nothing. An undecodable or
+malformed event is dead-lettered to session.events.dlq on its own. When the batch's
+transaction fails, its events are written again one per transaction: a row PostgreSQL
+refuses (tenant deleted, bad value) is then dead-lettered alone, and an unreachable database
+is retried until it answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import aclosing
 from typing import Any
 
 import faust
@@ -23,9 +23,9 @@ from common.consumer import Event
 from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
-from streams.agents.boundary import BATCH_MAX, Boundary, Producer, batches
+from streams.agents.boundary import Boundary, Producer, consume_batches
 from streams.sessions_store import SessionRow, SessionsStore
-from streams.topics import decode, source_topic, to_event
+from streams.topics import decode, source_topic
 
 STAGE = "session-sync"
 
@@ -81,22 +81,7 @@ def register(
     guard = boundary or Boundary(STAGE, producer)
 
     async def session_sync(stream: Any) -> None:
-        manual = stream.noack()  # ack only after the commit (see streams.agents.metering)
-        async with aclosing(batches(manual, BATCH_MAX)) as taken:
-            async for records in taken:
-                events = [
-                    to_event(
-                        Topic.SESSION_EVENTS,
-                        r.message.partition,
-                        r.message.offset,
-                        r.key,
-                        r.value,
-                    )
-                    for r in records
-                ]
-                await sync.handle_batch(events, guard)
-                for record in records:
-                    await manual.ack(record)
+        await consume_batches(stream, Topic.SESSION_EVENTS, sync.handle_batch, guard)
 
     return app.agent(source_topic(app, settings, Topic.SESSION_EVENTS), name=STAGE, concurrency=1)(
         session_sync

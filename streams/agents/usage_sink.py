@@ -1,17 +1,16 @@
 """Usage sink agent: consumes usage.records → PostgreSQL `usage_records` and `usage_logs`
 through `streams.usage_store` (idempotent by usage_id; see there).
 
-The agent takes what the stream has buffered (`boundary.batches`, up to `BATCH_MAX`) and
-stores it in one transaction (`UsageStore.apply_batch`), committed before the records are
-acked. When that fails the records are stored again one per transaction: a row PostgreSQL
-refuses is then logged and counted alone (usage.records has no dead-letter topic), and an
-unreachable database is retried until it answers.
+The agent (`boundary.consume_batches`) takes what the stream has buffered, up to
+`BATCH_MAX`, and stores it in one transaction (`UsageStore.apply_batch`), committed before
+the records are acked. When that fails the records are stored again one per transaction: a
+row PostgreSQL refuses is then logged and counted alone (usage.records has no dead-letter
+topic), and an unreachable database is retried until it answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import aclosing
 from typing import Any
 
 import faust
@@ -21,8 +20,8 @@ from common.consumer import Event
 from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
-from streams.agents.boundary import BATCH_MAX, Boundary, Producer, batches
-from streams.topics import decode, source_topic, to_event
+from streams.agents.boundary import Boundary, Producer, consume_batches
+from streams.topics import decode, source_topic
 from streams.usage_store import UsageStore
 
 STAGE = "usage-sink"
@@ -69,16 +68,7 @@ def register(
     guard = boundary or Boundary(STAGE, producer)
 
     async def usage_sink(stream: Any) -> None:
-        manual = stream.noack()  # ack only after the commit (see streams.agents.metering)
-        async with aclosing(batches(manual, BATCH_MAX)) as taken:
-            async for records in taken:
-                events = [
-                    to_event(Topic.USAGE, r.message.partition, r.message.offset, r.key, r.value)
-                    for r in records
-                ]
-                await sink.handle_batch(events, guard)
-                for record in records:
-                    await manual.ack(record)
+        await consume_batches(stream, Topic.USAGE, sink.handle_batch, guard)
 
     return app.agent(source_topic(app, settings, Topic.USAGE), name=STAGE, concurrency=1)(
         usage_sink

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.settings import Settings
 from ingress import app as app_module
+from ingress import directory_loader
 from ingress.app import build_app
 from ingress.typedefs import LIFECYCLE, PRODUCER
 from tests.ingress.ingress_fakes import (
@@ -42,7 +43,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeProducer, FlakyDirectory
     producer, directory = FakeProducer(), FlakyDirectory(failures=2)
     monkeypatch.setattr(app_module, "EventProducer", lambda _settings: producer)
     monkeypatch.setattr(app_module, "Directory", lambda _settings: directory)
-    monkeypatch.setattr(app_module, "_DIRECTORY_RETRY_S", (0.001,))
+    monkeypatch.setattr(directory_loader, "RETRY_S", (0.001,))
     return producer, directory
 
 

@@ -182,6 +182,19 @@ def session_event(offset: int, record: Mapping[str, Any], *, partition: int = 0)
     return Event(Topic.SESSION_EVENTS, partition, offset, str(record["tenant_id"]).encode(), raw)
 
 
+class RecordingTable(dict[str, Any]):
+    """The `meter_state` table, remembering the key of every write (what the changelog
+    holds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes.append(key)
+        super().__setitem__(key, value)
+
+
 class FakeHeldQueue:
     """The overage queue in memory: rows in insertion order, idempotent by event id."""
 
@@ -195,6 +208,9 @@ class FakeHeldQueue:
             self.fail_next -= 1
             raise OSError("fake PostgreSQL is down")
 
+    async def before_put(self) -> None:
+        """Runs first in every `put`: nothing here (a subclass may delay the insert)."""
+
     async def put(
         self,
         tenant_id: str,
@@ -203,6 +219,7 @@ class FakeHeldQueue:
         period_start_ms: int,
         payload: bytes,
     ) -> None:
+        await self.before_put()
         self._maybe_fail()
         if all(r[2] != event_id for r in self.rows):
             self.rows.append((len(self.rows) + 1, tenant_id, event_id, payload))

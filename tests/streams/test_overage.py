@@ -27,6 +27,7 @@ from tests.streams.streams_fakes import (
     FakeHeldQueue,
     FakeProducer,
     RecordingSleep,
+    RecordingTable,
     inbound_event,
     tenant,
 )
@@ -95,18 +96,6 @@ def test_the_release_state_survives_json() -> None:
 # -- the handlers as a model -----------------------------------------------------------
 
 Op = tuple[str, int]
-
-
-class RecordingTable(dict[str, Any]):
-    """The table, remembering every value written (what the changelog holds)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[Any] = []
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.writes.append(value)
-        super().__setitem__(key, value)
 
 
 class Model:

@@ -4,12 +4,9 @@ with the migrations applied)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -20,37 +17,7 @@ from streams.usage_store import PgUsageStore
 from tests.streams.streams_fakes import OTHER, TENANT
 
 pytestmark = pytest.mark.integration
-MIGRATIONS = Path(__file__).resolve().parents[2] / "control" / "migrations"
 START_MS = 1_795_000_000_000
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
-    schema = f"test_quota_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            await admin.execute(f'SET search_path TO "{schema}", public')
-            for migration in sorted(MIGRATIONS.glob("*.sql")):
-                await admin.execute(migration.read_text())
-            for tenant_id, agent in ((TENANT, "acme"), (OTHER, "other")):
-                await admin.execute(
-                    "INSERT INTO tenants (id, agent_id) VALUES (%s, %s)", (tenant_id, agent)
-                )
-            pg: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                database_url,
-                min_size=1,
-                max_size=2,
-                open=False,
-                kwargs={"autocommit": False, "options": f"-c search_path={schema},public"},
-            )
-            await pg.open(wait=True, timeout=30)
-            try:
-                yield pg
-            finally:
-                await pg.close()
-        finally:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 async def test_the_queue_keeps_first_insertion_order(pool: AsyncConnectionPool[Any]) -> None:
@@ -97,6 +64,17 @@ def usage(usage_id: str, kind: str = "message", **changes: Any) -> dict[str, Any
     return codec.decode(codec.encode("usage_record", record))  # as the agent sees it
 
 
+async def usage_logs(pool: AsyncConnectionPool[Any]) -> list[tuple[Any, ...]]:
+    """(period, message_count, token_count) of every usage_logs row, by period."""
+    async with pool.connection() as conn:
+        rows: list[tuple[Any, ...]] = await (
+            await conn.execute(
+                "SELECT period, message_count, token_count FROM usage_logs ORDER BY period"
+            )
+        ).fetchall()
+    return rows
+
+
 async def test_usage_logs_sum_each_usage_id_once_per_period(
     pool: AsyncConnectionPool[Any],
 ) -> None:
@@ -110,12 +88,7 @@ async def test_usage_logs_sum_each_usage_id_once_per_period(
     ]
     assert [await store.apply(r) for r in records] == [True] * 4
     assert [await store.apply(r) for r in records + records] == [False] * 8  # replays
-    async with pool.connection() as conn:
-        logs = await (
-            await conn.execute(
-                "SELECT period, message_count, token_count FROM usage_logs ORDER BY period"
-            )
-        ).fetchall()
+    logs = await usage_logs(pool)
     first = datetime.fromtimestamp(START_MS / 1000, UTC).date()
     assert logs == [(first, 2, 18), (date(2026, 12, 18), 1, 0)]
     assert first == date(2026, 11, 18)
@@ -137,12 +110,8 @@ async def test_a_batch_of_usage_records_sums_like_one_at_a_time(
     assert await store.apply(records[0]) is True  # already stored before the batch
     assert await store.apply_batch(records) == 4
     assert await store.apply_batch(records) == 0  # a replay
+    logs = await usage_logs(pool)
     async with pool.connection() as conn:
-        logs = await (
-            await conn.execute(
-                "SELECT period, message_count, token_count FROM usage_logs ORDER BY period"
-            )
-        ).fetchall()
         ids = await (await conn.execute("SELECT usage_id FROM usage_records ORDER BY 1")).fetchall()
     first = datetime.fromtimestamp(START_MS / 1000, UTC).date()
     assert logs == [(first, 2, 18), (date(2026, 12, 18), 1, 0)]

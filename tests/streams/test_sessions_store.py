@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -18,8 +15,6 @@ from common.errors import InvalidEvent
 from schemas import codec
 from streams.sessions_store import Increments, PgSessionsStore, SessionRow, increments
 from tests.streams.streams_fakes import OTHER, TENANT, reply_record, session_record
-
-MIGRATIONS = Path(__file__).resolve().parents[2] / "control" / "migrations"
 
 
 def row(record: dict[str, Any]) -> SessionRow:
@@ -67,35 +62,6 @@ def test_increments(record: dict[str, Any], flags: tuple[bool, bool], expected: 
 # -- PostgreSQL ----------------------------------------------------------------------
 
 needs_db = pytest.mark.integration
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
-    schema = f"test_streams_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            await admin.execute(f'SET search_path TO "{schema}", public')
-            for migration in sorted(MIGRATIONS.glob("*.sql")):
-                await admin.execute(migration.read_text())
-            for tenant_id, agent in ((TENANT, "acme"), (OTHER, "other")):
-                await admin.execute(
-                    "INSERT INTO tenants (id, agent_id) VALUES (%s, %s)", (tenant_id, agent)
-                )
-            pg: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                database_url,
-                min_size=1,
-                max_size=2,
-                open=False,
-                kwargs={"autocommit": False, "options": f"-c search_path={schema},public"},
-            )
-            await pg.open(wait=True, timeout=30)
-            try:
-                yield pg
-            finally:
-                await pg.close()
-        finally:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 async def snapshot(pool: AsyncConnectionPool[Any]) -> dict[str, list[tuple[Any, ...]]]:

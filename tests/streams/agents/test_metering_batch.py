@@ -24,6 +24,7 @@ from tests.streams.streams_fakes import (
     FakeHeldQueue,
     FakeProducer,
     RecordingSleep,
+    RecordingTable,
     inbound_event,
     tenant,
 )
@@ -31,18 +32,6 @@ from tests.streams.streams_fakes import (
 
 class Crash(BaseException):
     """The worker dies here (not an error the agent handles: nothing after it runs)."""
-
-
-class RecordingTable(dict[str, Any]):
-    """The table, remembering every write (what the changelog holds)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[str] = []
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.writes.append(key)
-        super().__setitem__(key, value)
 
 
 class Durable:
@@ -72,18 +61,10 @@ class ShuffledHeldQueue(FakeHeldQueue):
         super().__init__()
         self.started = 0
 
-    async def put(
-        self,
-        tenant_id: str,
-        event_id: str,
-        conversation: str,
-        period_start_ms: int,
-        payload: bytes,
-    ) -> None:
+    async def before_put(self) -> None:
         self.started += 1
         for _ in range(10 - min(self.started, 10)):
             await asyncio.sleep(0)  # sleep-ok: yield to the other puts (a deliberate reordering)
-        await super().put(tenant_id, event_id, conversation, period_start_ms, payload)
 
 
 class Rig:
