@@ -159,10 +159,16 @@ class EventProducer:
         return pending.future
 
     def close(self, timeout: float = 10.0) -> None:
-        """Deliver what is queued (up to `timeout`), then stop the delivery thread."""
+        """Deliver what is queued (up to `timeout`), then stop the delivery thread.
+
+        What the broker has not acknowledged by then is purged: its sends fail with
+        `KafkaUnavailable` (never acknowledged upstream, so the sender retries), and the
+        librdkafka handle lets go of them (it would otherwise keep reconnecting)."""
         remaining = self._producer.flush(timeout)
         if remaining:
-            log.warning("producer closed with %d undelivered events", remaining)
+            log.warning("producer closed with %d undelivered events (failed)", remaining)
+            self._producer.purge()
+            self._producer.flush(0)  # serves the purged messages' delivery reports
         self._stop.set()
         self._poller.join(timeout=2)
         self._hand_over()

@@ -55,6 +55,13 @@ async def test_a_record_that_does_not_fit_its_schema_fails_before_anything_is_se
         producer.send(Topic.SESSION_EVENTS, "k", {"event_id": "only this"})
 
 
+async def test_close_fails_what_the_broker_never_acknowledged(producer: EventProducer) -> None:
+    send = producer.send(Topic.SESSION_EVENTS, "k", _session_event())
+    await asyncio.to_thread(producer.close, 0.2)
+    with pytest.raises(KafkaUnavailable, match="[Pp]urge"):
+        await asyncio.wait_for(send, 5)
+
+
 async def test_the_delivery_timeout_of_librdkafka_bounds_a_send_without_a_timer() -> None:
     settings = Settings.from_env({}, kafka_bootstrap=f"127.0.0.1:{free_port()}")
     producer = EventProducer(settings, **{"message.timeout.ms": 300})
