@@ -7,6 +7,7 @@ nothing. `make test` runs inside a loopback-only network namespace after `make f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,19 @@ import pytest
 from devstack.stack import Stack, fetched
 
 GATEWAY_AGENTS = ("main", "tenant-a", "tenant-b")
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs a service's `main` calls `setup_logging`, which binds the root
+    handler to the stderr of that moment: pytest's capture file, closed after the test.
+    Put the root logger back, so later log lines (e.g. from a server thread) have a live
+    stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
