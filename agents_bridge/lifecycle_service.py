@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -31,6 +30,7 @@ from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent
 from common.kafka import EventProducer, EventSink
 from common.settings import Settings
+from common.signals import on_stop_signals
 from common.telemetry import (
     LIFECYCLE_DECISIONS,
     PROVISIONER_ACTIONS,
@@ -224,12 +224,10 @@ async def run_provisioner(settings: Settings, *, clock: Clock = utc_now) -> None
         stop.set()
         worker.stop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal)
     ticker = asyncio.create_task(service.run_ticker(stop), name="lifecycle-ticker")
     try:
-        await worker.run()
+        with on_stop_signals(on_signal):
+            await worker.run()
     finally:
         stop.set()
         await ticker

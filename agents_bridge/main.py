@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -34,6 +33,7 @@ from common.db import open_pool
 from common.directory import Directory
 from common.kafka import EventProducer
 from common.settings import Settings
+from common.signals import on_stop_signals
 from common.telemetry import serve_metrics, setup_logging
 
 log = logging.getLogger(__name__)
@@ -95,20 +95,8 @@ def _email(settings: Settings, directory: Directory, pool: AsyncConnectionPool) 
 
 async def run_until_signalled(worker: Stoppable) -> None:
     """`worker.run()` with SIGTERM/SIGINT mapped to `worker.stop()` (graceful drain)."""
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-
-    def stop(sig: signal.Signals) -> None:
-        log.info("received %s: stopping after in-flight events", sig.name)
-        worker.stop()
-
-    for sig in signals:
-        loop.add_signal_handler(sig, stop, sig)
-    try:
+    with on_stop_signals(worker.stop):
         await worker.run()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
 
 
 @asynccontextmanager

@@ -13,9 +13,10 @@ import logging
 from aiohttp import web
 
 from common.settings import Settings
+from common.signals import on_stop_signals
 from common.telemetry import setup_logging
 from ingress.app import build_app
-from ingress.shutdown import grace_s, stop_on_signals
+from ingress.shutdown import grace_s
 from ingress.telegram import SEND_TIMEOUT_S
 from ingress.typedefs import LIFECYCLE
 
@@ -36,7 +37,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         site = web.TCPSite(runner, settings.ingress_host, settings.ingress_port)
         await site.start()
         log.info("ingress listening on %s:%d", settings.ingress_host, settings.ingress_port)
-        with stop_on_signals(stop):
+        with on_stop_signals(stop.set):
             await stop.wait()
         log.info("ingress shutting down")
         app[LIFECYCLE].stopping = True

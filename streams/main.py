@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import faust
 from confluent_kafka import KafkaError, KafkaException
@@ -25,6 +24,7 @@ from common.db import open_pool
 from common.directory import Directory
 from common.kafka import EventProducer
 from common.settings import Settings
+from common.signals import on_stop_signals
 from common.telemetry import serve_metrics
 from streams.agents import alert_mail, metering, session_sync, usage_sink
 from streams.agents.boundary import Producer
@@ -39,7 +39,6 @@ from streams.usage_store import PgUsageStore, UsageStore
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Seconds allowed for the Faust worker to stop (commit, flush the changelogs, leave).
 STOP_GRACE_S = 30.0
 
@@ -169,7 +168,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run every agent until SIGINT/SIGTERM (or `stop` is set), then stop."""
     stop = stop if stop is not None else asyncio.Event()
     serve_metrics(settings.metrics_port, settings.metrics_host)
-    with _signals_set(stop):
+    with on_stop_signals(stop.set):
         async with contextlib.AsyncExitStack() as resources:
             directory = Directory(settings)
             await directory.start()
@@ -201,22 +200,6 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
             resources.push_async_callback(_cancel, watch)
             await serve(app, stop)
     log.info("stream worker stopped")
-
-
-@contextlib.contextmanager
-def _signals_set(event: asyncio.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set `event` while inside the block."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in STOP_SIGNALS:
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, event.set)
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

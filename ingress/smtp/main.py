@@ -19,9 +19,10 @@ import time
 from common.directory import Directory
 from common.kafka import EventProducer
 from common.settings import Settings
+from common.signals import on_stop_signals
 from common.telemetry import serve_metrics, setup_logging
 from ingress.directory_loader import load_directory
-from ingress.shutdown import grace_s, stop_on_signals
+from ingress.shutdown import grace_s
 from ingress.smtp.handler import SEND_TIMEOUT_S, MailHandler
 from ingress.smtp.server import protocol_factory
 
@@ -39,7 +40,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     producer = EventProducer(settings)
     directory = Directory(settings)
     try:
-        with stop_on_signals(stop):
+        with on_stop_signals(stop.set):
             if not await load_directory(directory, stop):
                 return
             handler = MailHandler(settings, producer=producer, directory=directory)
