@@ -94,6 +94,7 @@ class EventProducer:
         self._delivery_timeout_s = int(conf["message.timeout.ms"]) / 1000
         self._names = {t: settings.topic(t.value) for t in Topic}
         self._reports: list[tuple[_Pending, KafkaError | None]] = []  # of the current poll
+        self._closed = False
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-producer", daemon=True)
         self._poller.start()
@@ -151,7 +152,7 @@ class EventProducer:
         except BufferError:
             _settle(pending, KafkaUnavailable("producer queue full"))
             return pending.future
-        except KafkaException as err:
+        except (KafkaException, RuntimeError) as err:  # RuntimeError: the producer is closed
             _settle(pending, KafkaUnavailable(str(err)))
             return pending.future
         if timeout is not None and timeout < self._delivery_timeout_s:
@@ -159,11 +160,14 @@ class EventProducer:
         return pending.future
 
     def close(self, timeout: float = 10.0) -> None:
-        """Deliver what is queued (up to `timeout`), then stop the delivery thread.
+        """Deliver what is queued (up to `timeout`), then stop the delivery thread and
+        release the librdkafka handle (its connections). Later sends fail at once.
 
         What the broker has not acknowledged by then is purged: its sends fail with
-        `KafkaUnavailable` (never acknowledged upstream, so the sender retries), and the
-        librdkafka handle lets go of them (it would otherwise keep reconnecting)."""
+        `KafkaUnavailable` (never acknowledged upstream, so the sender retries)."""
+        if self._closed:
+            return
+        self._closed = True
         remaining = self._producer.flush(timeout)
         if remaining:
             log.warning("producer closed with %d undelivered events (failed)", remaining)
@@ -172,6 +176,7 @@ class EventProducer:
         self._stop.set()
         self._poller.join(timeout=2)
         self._hand_over()
+        self._producer.close()
 
 
 def _settle_all(reports: list[tuple[_Pending, KafkaError | None]]) -> None:

@@ -62,6 +62,15 @@ async def test_close_fails_what_the_broker_never_acknowledged(producer: EventPro
         await asyncio.wait_for(send, 5)
 
 
+async def test_a_send_after_close_fails_at_once_and_close_is_idempotent(
+    producer: EventProducer,
+) -> None:
+    producer.close(timeout=0)
+    producer.close(timeout=0)
+    with pytest.raises(KafkaUnavailable, match="closed"):
+        await asyncio.wait_for(producer.send(Topic.SESSION_EVENTS, "k", _session_event()), 1)
+
+
 async def test_the_delivery_timeout_of_librdkafka_bounds_a_send_without_a_timer() -> None:
     settings = Settings.from_env({}, kafka_bootstrap=f"127.0.0.1:{free_port()}")
     producer = EventProducer(settings, **{"message.timeout.ms": 300})
