@@ -243,40 +243,15 @@ class KafkaWorker:
                     continue
 
     async def _dead_letter(self, event: Event, reason: str) -> None:
-        dlq = event.topic.dlq
-        DEAD_LETTERS.labels(self.stage, reason.split(":", 1)[0][:40]).inc()
-        log.error(
-            "%s: dead-letter %s[%d]@%d: %s",
-            self.stage,
-            event.topic.value,
-            event.partition,
-            event.offset,
-            reason,
-        )
-        if dlq is None:
+        await dead_letter(self._producer, self.stage, event, reason, pause=self._pause_or_stop)
+
+    async def _pause_or_stop(self, _attempt: int) -> None:
+        """A second between dead-letter attempts; a stopping worker gives up (uncommitted)."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+        except TimeoutError:
             return
-        record = {
-            "stage": self.stage,
-            "source_topic": event.topic.value,
-            "source_partition": event.partition,
-            "source_offset": event.offset,
-            "key": event.key,
-            "payload": event.raw,
-            "reason": reason,
-            "failed_at": int(time.time() * 1000),
-        }
-        key = (event.key or b"").decode("utf-8", "replace")
-        while True:  # the DLQ write is the side effect: retry until the broker has it
-            try:
-                await self._producer.send(dlq, key, record)
-                return
-            except Exception as err:
-                log.warning("%s: dead-letter write failed (%s), retrying", self.stage, err)
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
-                    raise asyncio.CancelledError
-                except TimeoutError:
-                    continue
+        raise asyncio.CancelledError
 
     def _finish(self, event: Event) -> None:
         part = self._parts[(self._settings.topic(event.topic.value), event.partition)]
@@ -333,3 +308,49 @@ class KafkaWorker:
         deadline = time.monotonic() + timeout
         while self._running > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+
+
+async def dead_letter(
+    producer: EventSink,
+    stage: str,
+    event: Event,
+    reason: str,
+    *,
+    pause: Callable[[int], Awaitable[None]],
+) -> None:
+    """Count and log `event` as dead, and write it with `reason` to its topic's dead-letter
+    topic (`schemas/dead_letter.avsc`), again and again until the broker has it: that write
+    is the side effect before the event may be committed. `pause(attempt)` runs between
+    attempts (it may raise to give up)."""
+    DEAD_LETTERS.labels(stage, reason.split(":", 1)[0][:40]).inc()
+    log.error(
+        "%s: dead-letter %s[%d]@%d: %s",
+        stage,
+        event.topic.value,
+        event.partition,
+        event.offset,
+        reason,
+    )
+    dlq = event.topic.dlq
+    if dlq is None:
+        return
+    record = {
+        "stage": stage,
+        "source_topic": event.topic.value,
+        "source_partition": event.partition,
+        "source_offset": event.offset,
+        "key": event.key,
+        "payload": event.raw,
+        "reason": reason,
+        "failed_at": int(time.time() * 1000),
+    }
+    key = (event.key or b"").decode("utf-8", "replace")
+    attempt = 0
+    while True:
+        try:
+            await producer.send(dlq, key, record)
+            return
+        except Exception as err:
+            attempt += 1
+            log.warning("%s: dead-letter write failed (%s), retrying", stage, err)
+            await pause(attempt)

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from common.consumer import Event
+from common.consumer import Event, dead_letter
 from common.errors import InvalidEvent
 from common.kafka import RawEventSink
-from common.telemetry import DEAD_LETTERS, EVENTS_PROCESSED
+from common.telemetry import EVENTS_PROCESSED
 from common.topics import Topic
 from schemas import codec
 from streams.topics import to_event
@@ -131,38 +130,10 @@ class Boundary:
 
     async def dead_letter(self, event: Event, reason: str) -> None:
         """Write the original event to its topic's dead-letter topic (until the broker has it)."""
-        DEAD_LETTERS.labels(self.stage, reason.split(":", 1)[0][:40]).inc()
-        log.error(
-            "%s: dead-letter %s[%d]@%d: %s",
-            self.stage,
-            event.topic.value,
-            event.partition,
-            event.offset,
-            reason,
-        )
-        dlq = event.topic.dlq
-        if dlq is None:
-            return
-        record = {
-            "stage": self.stage,
-            "source_topic": event.topic.value,
-            "source_partition": event.partition,
-            "source_offset": event.offset,
-            "key": event.key,
-            "payload": event.raw,
-            "reason": reason,
-            "failed_at": int(time.time() * 1000),
-        }
-        key = (event.key or b"").decode("utf-8", "replace")
-        attempt = 0
-        while True:
-            try:
-                await self._producer.send(dlq, key, record)
-                return
-            except Exception as err:
-                attempt += 1
-                log.warning("%s: dead-letter write failed (%s), retrying", self.stage, err)
-                await self._sleep(backoff(attempt, self._retry_cap))
+        await dead_letter(self._producer, self.stage, event, reason, pause=self._pause)
+
+    async def _pause(self, attempt: int) -> None:
+        await self._sleep(backoff(attempt, self._retry_cap))
 
 
 def _is_number(value: object) -> bool:
