@@ -367,7 +367,10 @@ SET session_count = session_stats.session_count + EXCLUDED.session_count,
 
 
 async def write_batch(conn: psycopg.AsyncConnection[Any], rows: Sequence[SessionRow]) -> Increments:
-    """All writes for `rows` (in order), inside the caller's transaction."""
+    """All writes for `rows` (in order), inside the caller's transaction.
+
+    The statements that need no answer from the one before are sent together (psycopg
+    pipeline mode: one round trip instead of one each); COPY cannot be pipelined."""
     await conn.execute(_BATCH_TABLE)
     async with conn.cursor() as cur, cur.copy(_BATCH_COPY) as copy:
         for i, row in enumerate(rows):
@@ -389,26 +392,28 @@ async def write_batch(conn: psycopg.AsyncConnection[Any], rows: Sequence[Session
                     row.model,
                 )
             )
-    cur = await conn.execute(_BATCH_SESSIONS)
-    created = {(str(t), str(s)) for t, s in await cur.fetchall()}
-    cur = await conn.execute(_BATCH_MESSAGES)
-    inserted = {str(r[0]) for r in await cur.fetchall()}
-    await conn.execute(_BATCH_FILL)
-    await conn.execute(_BATCH_PROMPT_TOKENS)
-    await conn.execute(_BATCH_TOUCH_SESSIONS, {"inserted": sorted(inserted)})
+    async with conn.pipeline():
+        sessions = await conn.execute(_BATCH_SESSIONS)
+        messages = await conn.execute(_BATCH_MESSAGES)
+        created = {(str(t), str(s)) for t, s in await sessions.fetchall()}
+        inserted = {str(r[0]) for r in await messages.fetchall()}
     totals = batch_increments(rows, inserted=inserted, created=created)
-    if totals:
-        keys = sorted(totals)
-        await conn.execute(
-            _BATCH_STATS,
-            {
-                "tenant_id": [k[0] for k in keys],
-                "period": [k[1] for k in keys],
-                "channel": [k[2] for k in keys],
-                "sessions": [totals[k].stats_sessions for k in keys],
-                "messages": [totals[k].stats_messages for k in keys],
-            },
-        )
+    async with conn.pipeline():
+        await conn.execute(_BATCH_FILL)
+        await conn.execute(_BATCH_PROMPT_TOKENS)
+        await conn.execute(_BATCH_TOUCH_SESSIONS, {"inserted": sorted(inserted)})
+        if totals:
+            keys = sorted(totals)
+            await conn.execute(
+                _BATCH_STATS,
+                {
+                    "tenant_id": [k[0] for k in keys],
+                    "period": [k[1] for k in keys],
+                    "channel": [k[2] for k in keys],
+                    "sessions": [totals[k].stats_sessions for k in keys],
+                    "messages": [totals[k].stats_messages for k in keys],
+                },
+            )
     return Increments(
         stats_sessions=sum(d.stats_sessions for d in totals.values()),
         stats_messages=sum(d.stats_messages for d in totals.values()),
