@@ -11,12 +11,71 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
 
 LOOPBACK = "127.0.0.1"
 
 
 class StartupError(RuntimeError):
     """A server did not become ready (it exited, or its deadline passed)."""
+
+
+class ServerProcess:
+    """A server run as a child process: the life cycle the devstack servers share.
+
+    A subclass spawns it in `launch()` (without waiting) and waits in `wait_ready()`
+    (returning the seconds since the spawn); `stop_signal` asks it to exit cleanly."""
+
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's PID while it runs."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Launch, then wait until the server answers."""
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        raise NotImplementedError
+
+    def wait_ready(self) -> float:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """`stop_signal`, wait `timeout` s, then SIGKILL."""
+        self._terminate(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the server and its children (crash simulation); `restart` brings it back."""
+        if self.proc is not None:
+            kill_process(self.proc)
+
+    def restart(self) -> None:
+        """Stop (if running) and start again with the same directories and ports."""
+        self._terminate(30.0)
+        self.proc = None
+        self.start()
+
+    def _terminate(self, timeout: float) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, sig=self.stop_signal, timeout=timeout)
 
 
 def cache_dir() -> Path:

@@ -11,17 +11,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 
 from devstack._proc import (
     LOOPBACK,
+    ServerProcess,
     StartupError,
     cache_dir,
     free_port,
-    kill_process,
     port_open,
     spawn,
-    stop_process,
     wait_until,
 )
 
@@ -128,7 +126,7 @@ def random_cluster_id() -> str:
             return cid
 
 
-class KafkaBroker:
+class KafkaBroker(ServerProcess):
     """A single-node KRaft Kafka broker on loopback, run with ``java ... kafka.Kafka``.
 
     ``base_dir`` receives ``server.properties``, ``log4j.properties``, ``kafka.log`` and the
@@ -161,28 +159,6 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         """``bootstrap.servers`` value, ``127.0.0.1:PORT``."""
         return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the broker JVM while it runs."""
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Launch the broker and wait until it answers metadata requests."""
-        self.launch()
-        self.wait_ready()
 
     def launch(self) -> None:
         """Write config, format storage if needed and spawn the JVM (does not wait)."""
@@ -235,22 +211,6 @@ class KafkaBroker:
         )
         self.ready_seconds = time.monotonic() - self._launched_at
         return self.ready_seconds
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Controlled shutdown: SIGTERM, wait ``timeout`` s, then SIGKILL."""
-        if self.proc is not None:
-            stop_process(self.proc, sig=signal.SIGTERM, timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the broker (crash simulation); :meth:`restart` brings it back."""
-        if self.proc is not None:
-            kill_process(self.proc)
-
-    def restart(self) -> None:
-        """Stop (if running) and start again with the same dirs and ports."""
-        self.stop()
-        self.proc = None
-        self.start()
 
     def _java(self) -> list[str]:
         java = shutil.which("java")

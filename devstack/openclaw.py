@@ -6,24 +6,21 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from devstack._proc import (
     LOOPBACK,
+    ServerProcess,
     StartupError,
     cache_dir,
     free_port,
     http_request,
-    kill_process,
     spawn,
-    stop_process,
     wait_until,
 )
 from devstack.stub_llm import StubLLM
@@ -170,7 +167,7 @@ def gateway_config(
     return cfg
 
 
-class OpenClawGateway:
+class OpenClawGateway(ServerProcess):
     """A real ``openclaw gateway run`` on loopback with an isolated state root.
 
     ``state_root`` receives ``state/`` (``OPENCLAW_STATE_DIR`` with ``openclaw.json``),
@@ -212,33 +209,11 @@ class OpenClawGateway:
         return f"http://{LOOPBACK}:{self.port}"
 
     @property
-    def pid(self) -> int | None:
-        """PID of the ``openclaw-gateway`` main process while it runs."""
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    @property
     def provider(self) -> LlmProvider:
         """The model provider the gateway is configured with (after :meth:`launch`)."""
         if self._provider is None:
             raise RuntimeError("gateway not launched yet")
         return self._provider
-
-    def __enter__(self) -> OpenClawGateway:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Launch and wait for ``/readyz`` 200."""
-        self.launch()
-        self.wait_ready()
 
     def launch(self) -> None:
         """Pick the provider, write ``openclaw.json`` and spawn the gateway (does not wait)."""
@@ -303,16 +278,8 @@ class OpenClawGateway:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (clean exit in about 3 s), wait ``timeout`` s, SIGKILL; stop an owned stub."""
-        if self.proc is not None:
-            stop_process(self.proc, sig=signal.SIGTERM, timeout=timeout)
+        super().stop(timeout)
         self._stop_stub()
-
-    def restart(self) -> None:
-        """Stop the gateway (keeping the stub, port, token and state) and start it again."""
-        if self.proc is not None:
-            stop_process(self.proc, sig=signal.SIGTERM, timeout=30.0)
-        self.proc = None
-        self.start()
 
     def _stop_stub(self) -> None:
         if self._own_stub and self.stub is not None:
@@ -320,11 +287,6 @@ class OpenClawGateway:
             self.stub = None
             self._own_stub = False
             self._provider = None
-
-    def kill(self) -> None:
-        """SIGKILL the gateway and its Node children (crash simulation)."""
-        if self.proc is not None:
-            kill_process(self.proc)
 
     def chat(
         self, text: str, *, agent: str = "main", user: str = "conv-1", timeout: float = 120.0

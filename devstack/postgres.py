@@ -16,11 +16,10 @@ from types import TracebackType
 
 from devstack._proc import (
     LOOPBACK,
+    ServerProcess,
     StartupError,
     free_port,
-    kill_process,
     spawn,
-    stop_process,
     wait_until,
 )
 
@@ -95,7 +94,7 @@ def _reachable_by(path: Path, uid: int, gids: set[int]) -> bool:
     return True
 
 
-class PostgresServer:
+class PostgresServer(ServerProcess):
     """A PostgreSQL cluster in ``base_dir/pgdata`` listening on 127.0.0.1 only.
 
     Auth is ``trust`` for ``user`` (the cluster superuser); ``database`` is created on first
@@ -106,6 +105,8 @@ class PostgresServer:
     ``base_dir`` (e.g. under /root or a 0700 pytest tmp dir) the cluster lives in a private
     dir under the system temp dir and ``base_dir/pgdata`` is a symlink to it.
     """
+
+    stop_signal = signal.SIGINT  # fast shutdown: disconnects clients
 
     def __init__(
         self,
@@ -142,15 +143,6 @@ class PostgresServer:
         """The cluster directory (resolved through the symlink, if any)."""
         return (self.base_dir / "pgdata").resolve()
 
-    @property
-    def pid(self) -> int | None:
-        """PID of the postmaster while it runs."""
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -160,11 +152,6 @@ class PostgresServer:
         self.stop()
         if not self.keep:
             self.cleanup()
-
-    def start(self) -> None:
-        """initdb (first time), start the postmaster, wait for a connection, create the database."""
-        self.launch()
-        self.wait_ready()
 
     def launch(self) -> None:
         """initdb if needed and spawn ``postgres`` (does not wait)."""
@@ -203,22 +190,6 @@ class PostgresServer:
         self._create_database()
         self.ready_seconds = time.monotonic() - self._launched_at
         return self.ready_seconds
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Fast shutdown (SIGINT: disconnects clients), wait ``timeout`` s, then SIGKILL."""
-        if self.proc is not None:
-            stop_process(self.proc, sig=signal.SIGINT, timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster and its backends (crash simulation)."""
-        if self.proc is not None:
-            kill_process(self.proc)
-
-    def restart(self) -> None:
-        """Stop (if running) and start again on the same data dir and port."""
-        self.stop()
-        self.proc = None
-        self.start()
 
     def cleanup(self) -> None:
         """Remove the private out-of-tree cluster dir, if one was used (after :meth:`stop`)."""
