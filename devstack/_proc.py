@@ -21,19 +21,14 @@ class StartupError(RuntimeError):
     """A server did not become ready (it exited, or its deadline passed)."""
 
 
-class ServerProcess:
-    """A server run as a child process: the life cycle the devstack servers share.
+class Managed:
+    """Something devstack starts and stops: `with` starts it and stops it again."""
 
-    A subclass spawns it in `launch()` (without waiting) and waits in `wait_ready()`
-    (returning the seconds since the spawn); `stop_signal` asks it to exit cleanly."""
+    def start(self) -> object:
+        raise NotImplementedError
 
-    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """The server's PID while it runs."""
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+    def stop(self) -> None:
+        raise NotImplementedError
 
     def __enter__(self) -> Self:
         self.start()
@@ -46,6 +41,21 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ServerProcess(Managed):
+    """A server run as a child process: the life cycle the devstack servers share.
+
+    A subclass spawns it in `launch()` (without waiting) and waits in `wait_ready()`
+    (returning the seconds since the spawn); `stop_signal` asks it to exit cleanly."""
+
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's PID while it runs."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def start(self) -> None:
         """Launch, then wait until the server answers."""

@@ -27,12 +27,11 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import docker
 
-from devstack._proc import StartupError, cache_dir, stop_process, wait_until
+from devstack._proc import Managed, StartupError, cache_dir, stop_process, wait_until
 from devstack.openclaw import NODE_VERSION, OPENCLAW_VERSION, ensure_openclaw, openclaw_home
 
 IMAGE_RECIPE = 2  # bump when the rootfs layout below changes
@@ -69,7 +68,7 @@ def engine_problem() -> str | None:
     return None
 
 
-class DockerEngine:
+class DockerEngine(Managed):
     """``dockerd`` with its own data root, exec root and socket under ``root``."""
 
     def __init__(self, root: Path | None = None, *, start_timeout: float = 60.0) -> None:
@@ -88,18 +87,6 @@ class DockerEngine:
 
     def client(self, timeout: int = 120) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.docker_host, timeout=timeout)
-
-    def __enter__(self) -> DockerEngine:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         problem = engine_problem()

@@ -9,10 +9,9 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from devstack._proc import cache_dir, rss_mib
+from devstack._proc import Managed, cache_dir, rss_mib
 from devstack.kafka import KafkaBroker, ensure_kafka_jars, kafka_home
 from devstack.netns import in_loopback_netns
 from devstack.openclaw import LlmProvider, OpenClawGateway, ensure_openclaw, openclaw_home
@@ -28,7 +27,7 @@ def fetched(cache: Path | None = None) -> dict[str, bool]:
     }
 
 
-class Stack:
+class Stack(Managed):
     """The three servers for ``make run``, pytest session fixtures and ``make bench``.
 
     ``state_dir`` receives ``kafka/``, ``postgres/``, ``openclaw/``, ``env.json`` and
@@ -66,18 +65,6 @@ class Stack:
             if gateway
             else None
         )
-
-    def __enter__(self) -> Stack:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Resolve binaries, launch every server, wait for each; stop all if one fails."""

@@ -22,10 +22,9 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
-from devstack._proc import LOOPBACK
+from devstack._proc import LOOPBACK, Managed
 
 PROMPT_TOKENS = 11
 COMPLETION_TOKENS = 7
@@ -82,7 +81,7 @@ def _usage() -> dict[str, int]:
     }
 
 
-class StubLLM:
+class StubLLM(Managed):
     """The stub server, run on a daemon thread; a context manager.
 
     ``request_count`` counts chat completion requests; ``last_request`` is the latest body;
@@ -132,17 +131,6 @@ class StubLLM:
     def serve_forever(self) -> None:
         """Serve on the calling thread (standalone use)."""
         self._server.serve_forever()
-
-    def __enter__(self) -> StubLLM:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Zero the counter and restore default behaviour."""
