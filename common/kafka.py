@@ -210,17 +210,28 @@ def _seconds(topic: str) -> Any:
 
 def ensure_topics(settings: Settings, topics: Iterable[Topic] = tuple(Topic)) -> list[str]:
     """Create the project's topics if they are missing; returns the names created."""
+    return create_topics(
+        settings, {settings.topic(t.value): settings.topic_partitions for t in topics}
+    )
+
+
+def create_topics(
+    settings: Settings, partitions: Mapping[str, int], *, config: Mapping[str, str] | None = None
+) -> list[str]:
+    """Create the topics named in `partitions` (name -> partition count) that do not exist
+    yet, with the settings' replication and `config`; returns the names created. Blocking."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     existing = set(admin.list_topics(timeout=15).topics)
+    min_insync = str(max(1, settings.topic_replication - 1))
     wanted = [
         NewTopic(
-            settings.topic(t.value),
-            num_partitions=settings.topic_partitions,
+            name,
+            num_partitions=count,
             replication_factor=settings.topic_replication,
-            config={"min.insync.replicas": str(max(1, settings.topic_replication - 1))},
+            config={"min.insync.replicas": min_insync, **(config or {})},
         )
-        for t in topics
-        if settings.topic(t.value) not in existing
+        for name, count in partitions.items()
+        if name not in existing
     ]
     if not wanted:
         return []

@@ -17,12 +17,10 @@ import warnings
 from collections.abc import Awaitable, Callable
 
 import faust
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from common.db import open_pool
 from common.directory import Directory
-from common.kafka import EventProducer
+from common.kafka import EventProducer, create_topics
 from common.settings import Settings
 from common.signals import on_stop_signals
 from common.telemetry import serve_metrics
@@ -77,30 +75,9 @@ def ensure_changelog_topics(settings: Settings, app: faust.App) -> list[str]:
 
     Blocking (confluent-kafka admin calls): run it in an executor from async code.
     """
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    existing = set(admin.list_topics(timeout=15).topics)
-    wanted = [
-        NewTopic(
-            name,
-            num_partitions=partitions,
-            replication_factor=settings.topic_replication,
-            config={
-                "cleanup.policy": "compact",
-                "min.insync.replicas": str(max(1, settings.topic_replication - 1)),
-            },
-        )
-        for name, partitions in changelog_topics(app)
-        if name not in existing
-    ]
-    created = []
-    for name, fut in (admin.create_topics(wanted, request_timeout=30) if wanted else {}).items():
-        try:
-            fut.result(timeout=30)
-            created.append(name)
-        except KafkaException as err:
-            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-    return created
+    return create_topics(
+        settings, dict(changelog_topics(app)), config={"cleanup.policy": "compact"}
+    )
 
 
 async def serve(app: faust.App, stop: asyncio.Event, *, grace_s: float | None = None) -> None:
