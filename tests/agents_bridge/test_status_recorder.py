@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -20,8 +18,8 @@ from common.consumer import Event
 from common.errors import InvalidEvent
 from common.topics import Topic
 from tests.agents_bridge.bridge_fakes import encoded_event
+from tests.pg_schemas import migrated_schema
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "control" / "migrations"
 TENANT = "0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e"
 PNID, USER, WAMID = "106540352242922", "16505551234", "wamid.OUT1"
 
@@ -50,28 +48,15 @@ def status(name: str, at: int, wamid: str = WAMID, **extra: Any) -> Event:
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
-    schema = f"test_statuses_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
+    with migrated_schema(database_url, "test_statuses", [(TENANT, "acme")]) as url:
+        pg: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url, min_size=1, max_size=2, open=False, kwargs={"row_factory": dict_row}
+        )
+        await pg.open(wait=True, timeout=30)
         try:
-            await admin.execute(f'SET search_path TO "{schema}", public')
-            for migration in sorted(MIGRATIONS.glob("*.sql")):
-                await admin.execute(migration.read_text().encode())
-            await admin.execute("INSERT INTO tenants (id, agent_id) VALUES (%s, 'acme')", (TENANT,))
-            pg: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                database_url,
-                min_size=1,
-                max_size=2,
-                open=False,
-                kwargs={"options": f"-c search_path={schema},public", "row_factory": dict_row},
-            )
-            await pg.open(wait=True, timeout=30)
-            try:
-                yield pg
-            finally:
-                await pg.close()
+            yield pg
         finally:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await pg.close()
 
 
 async def row(pool: AsyncConnectionPool[Any], wamid: str = WAMID) -> dict[str, Any]:

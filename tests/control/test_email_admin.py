@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,8 +22,8 @@ from control.email_admin import (
     list_drafts,
 )
 from devstack.smtp_relay import RelaySink
+from tests.pg_schemas import migrated_schema
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "control" / "migrations"
 DOMAIN = "agents.example.test"
 MAIL = OutgoingMail(
     from_address=f"agent-acme@{DOMAIN}",
@@ -48,20 +47,8 @@ def sink() -> Iterator[RelaySink]:
 @pytest.fixture
 def settings(database_url: str, sink: RelaySink) -> Iterator[Settings]:
     """A schema of its own with the migrations and two tenants; DATABASE_URL points into it."""
-    schema = f"test_mail_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            admin.execute(f'SET search_path TO "{schema}", public')
-            for migration in sorted(MIGRATIONS.glob("*.sql")):
-                admin.execute(migration.read_text().encode())
-            admin.execute("INSERT INTO tenants (agent_id) VALUES ('acme'), ('other')")
-            url = psycopg.conninfo.make_conninfo(
-                database_url, options=f"-c search_path={schema},public"
-            )
-            yield Settings(database_url=url, mail_domain=DOMAIN, smtp_relay_port=sink.port)
-        finally:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with migrated_schema(database_url, "test_mail", [(None, "acme"), (None, "other")]) as url:
+        yield Settings(database_url=url, mail_domain=DOMAIN, smtp_relay_port=sink.port)
 
 
 def _tenant_id(settings: Settings, agent_id: str) -> str:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,8 +14,8 @@ from common.settings import Settings
 from control.cli import main
 from control.tenants import TenantError
 from control.whatsapp import WhatsAppNumber, bind_whatsapp, unbind_whatsapp, validate
+from tests.pg_schemas import migrated_schema
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "control" / "migrations"
 NUMBER = WhatsAppNumber(
     phone_number_id="106540352242922",
     access_token="EAA-access-token",
@@ -46,20 +44,8 @@ def test_validation(change: dict[str, str]) -> None:
 @pytest.fixture
 def settings(database_url: str) -> Iterator[Settings]:
     """A schema of its own with the migrations and two tenants; DATABASE_URL points into it."""
-    schema = f"test_wa_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            admin.execute(f'SET search_path TO "{schema}", public')
-            for migration in sorted(MIGRATIONS.glob("*.sql")):
-                admin.execute(migration.read_text().encode())
-            admin.execute("INSERT INTO tenants (agent_id) VALUES ('acme'), ('other')")
-            url = psycopg.conninfo.make_conninfo(
-                database_url, options=f"-c search_path={schema},public"
-            )
-            yield Settings(database_url=url)
-        finally:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with migrated_schema(database_url, "test_wa", [(None, "acme"), (None, "other")]) as url:
+        yield Settings(database_url=url)
 
 
 async def test_bind_seals_credentials_and_the_directory_routes_it(settings: Settings) -> None:
