@@ -62,17 +62,10 @@ async def run_forwarder(settings: Settings) -> None:
             await typing.close()
 
 
-#: PostgreSQL connections of the delivery process (each reply: one lookup, one row per chunk).
-DELIVERY_POOL_SIZE = 16
-
-
 async def run_delivery(settings: Settings) -> None:
     """Run the delivery worker until SIGTERM/SIGINT."""
     async with _resources(settings) as (producer, directory, http):
-        # outbound_deliveries and message_statuses. A reply is only "known sent" once its
-        # row is committed; a burst of replies must not queue for connections, or a crash
-        # in that queue re-sends them (no channel has an idempotency key).
-        pool = await open_pool(settings, max_size=DELIVERY_POOL_SIZE)
+        pool = await open_pool(settings, max_size=4)  # outbound_deliveries, message_statuses
         try:
             whatsapp = whatsapp_delivery.build(settings, http, directory, pool, producer)
             handler = delivery.Delivery(
