@@ -16,6 +16,7 @@ from common.errors import KafkaUnavailable
 from common.settings import Secret
 from common.topics import Topic
 from schemas import codec
+from tests.tenants import a_tenant
 
 GATEWAY_TOKEN = "gw-SECRET-token-0123456789"
 BOT_TOKEN = "123456:AAH-BOT-SECRET-abcdef"
@@ -154,12 +155,10 @@ def tenant(
         if bot_token is not None
         else None
     )
-    return Tenant(
-        tenant_id=tenant_id,
+    return a_tenant(
+        tenant_id,
         agent_id=f"agent-{tenant_id}",
         status=status,
-        plan_id="individual",
-        msg_limit=1000,
         upgrade_to=None,
         period_start=PERIOD_START,
         period_end=PERIOD_END,

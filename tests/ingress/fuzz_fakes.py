@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from common.directory import Binding, TelegramBinding, Tenant
 from common.secrets import token_hash
 from common.settings import Secret
+from tests.tenants import a_tenant
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,12 @@ def tenant_of(party: Party, *, status: str = "active") -> Tenant:
         credentials={},
         settings={},
     )
-    return Tenant(
-        tenant_id=party.tenant_id,
+    return a_tenant(
+        party.tenant_id,
         agent_id=f"agent-{party.email_agent}",
         status=status,
-        plan_id="individual",
-        msg_limit=1000,
-        upgrade_to="business",
-        period_start=None,
-        period_end=None,
         gateway_url=f"http://127.0.0.1:1/{party.email_agent}",
         gateway_token=Secret(f"gw-token-{party.email_agent}"),
-        gateway_agent_id="main",
         telegram=TelegramBinding(
             bot_id=party.bot_id,
             secret_hash=token_hash(party.bot_secret),

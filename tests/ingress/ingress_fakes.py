@@ -15,6 +15,7 @@ from common.secrets import token_hash
 from common.settings import Secret
 from common.topics import Topic
 from schemas import codec
+from tests.tenants import a_tenant
 
 TENANT_A = "0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e"
 TENANT_B = "5d2e9a10-1f3b-4c6d-8e7f-9a0b1c2d3e4f"
@@ -93,18 +94,9 @@ class FakeDirectory:
 
 
 def make_tenant(tenant_id: str, bot_id: str, secret: str, *, status: str = "active") -> Tenant:
-    return Tenant(
-        tenant_id=tenant_id,
-        agent_id=f"agent-{tenant_id[:8]}",
+    return a_tenant(
+        tenant_id,
         status=status,
-        plan_id="individual",
-        msg_limit=1000,
-        upgrade_to="business",
-        period_start=None,
-        period_end=None,
-        gateway_url="http://127.0.0.1:18789",
-        gateway_token=Secret("gw-token"),
-        gateway_agent_id="main",
         telegram=TelegramBinding(
             bot_id=bot_id, secret_hash=token_hash(secret), bot_token=Secret(f"{bot_id}:AAtoken")
         ),

@@ -17,6 +17,7 @@ from common.topics import Topic
 from devstack import whatsapp_payloads as wa
 from ingress.app import create_app
 from tests.ingress.ingress_fakes import FakeProducer, Metric
+from tests.tenants import a_tenant
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 PATH = "/webhooks/whatsapp"
@@ -41,19 +42,14 @@ def number(tenant_id: str, pnid: str, secret: str, verify: str) -> Binding:
 
 
 def tenant(tenant_id: str, binding: Binding, status: str = "active") -> Tenant:
-    return Tenant(
-        tenant_id=tenant_id,
+    return a_tenant(
+        tenant_id,
         agent_id=f"agent-{tenant_id[:4]}",
         status=status,
-        plan_id="individual",
-        msg_limit=1000,
         upgrade_to=None,
-        period_start=None,
-        period_end=None,
         gateway_url=None,
         gateway_token=Secret(""),
         gateway_agent_id=None,
-        telegram=None,
         bindings=(binding,),
     )
 

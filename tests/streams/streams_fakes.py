@@ -4,7 +4,7 @@ a sleep that only records, inbound and session-event payloads."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from common.settings import Secret
 from common.topics import Topic
 from schemas import codec
 from streams.held_store import HeldRow
+from tests.tenants import a_tenant
 
 TENANT = "0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e"
 OTHER = "5d2e9a10-1f3b-4c6d-8e7f-9a0b1c2d3e4f"
@@ -25,21 +26,13 @@ RECEIVED_MS = 1_795_000_000_000
 
 
 def tenant(tenant_id: str = TENANT, *, msg_limit: int | None = 1000, **changes: Any) -> Tenant:
-    base = Tenant(
-        tenant_id=tenant_id,
-        agent_id="acme",
-        status="active",
-        plan_id="individual",
-        msg_limit=msg_limit,
-        upgrade_to="business",
-        period_start=PERIOD_START,
-        period_end=PERIOD_END,
-        gateway_url="http://127.0.0.1:18789",
-        gateway_token=Secret("gw"),
-        gateway_agent_id="main",
-        telegram=None,
-    )
-    return replace(base, **changes)
+    defaults: dict[str, Any] = {
+        "agent_id": "acme",
+        "period_start": PERIOD_START,
+        "period_end": PERIOD_END,
+        "gateway_token": Secret("gw"),
+    }
+    return a_tenant(tenant_id, msg_limit=msg_limit, **{**defaults, **changes})
 
 
 class FakeDirectory:

@@ -10,7 +10,7 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from common.directory import Binding, Tenant
-from common.settings import Secret
+from tests.tenants import a_tenant
 
 DOMAIN = "agents.example.test"
 TENANT_A = "0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e"
@@ -29,21 +29,7 @@ def email_tenant(
         credentials={},
         settings=settings,
     )
-    return Tenant(
-        tenant_id=tenant_id,
-        agent_id=local_id,
-        status=status,
-        plan_id="individual",
-        msg_limit=1000,
-        upgrade_to="business",
-        period_start=None,
-        period_end=None,
-        gateway_url="http://127.0.0.1:18789",
-        gateway_token=Secret("gw-token"),
-        gateway_agent_id="main",
-        telegram=None,
-        bindings=(binding,),
-    )
+    return a_tenant(tenant_id, agent_id=local_id, status=status, bindings=(binding,))
 
 
 class FakeMailDirectory:
