@@ -258,9 +258,6 @@ class BillingStore:
         plan = self._plan(conn, facts)
         if plan is None:
             return None
-        features = plan.get("features") or {}
-        if isinstance(features, str):
-            features = json.loads(features)
         return TenantSpec(
             tenant_id=tenant_id,
             agent_id=agent_id_for(tenant_id),
@@ -274,5 +271,4 @@ class BillingStore:
             ),
             display_name=facts.display_name or facts.owner_email or tenant_id,
             settings=dict(facts.settings),
-            tools_profile=str(features.get("tools_profile", "messaging")),
         )

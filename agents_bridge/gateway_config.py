@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from common import agent_policy
 from common.settings import Settings
 
 GATEWAY_PORT = 18789
@@ -62,10 +63,12 @@ def workspace_dir(agent_id: str) -> str:
     return f"{STATE_DIR}/workspaces/{agent_id}"
 
 
-def gateway_config(
-    settings: Settings, agents: Sequence[AgentEntry], *, tools_profile: str = "messaging"
-) -> dict[str, Any]:
-    """The unit's `openclaw.json`: enabled agents only (a disabled one is simply absent)."""
+def gateway_config(settings: Settings, agents: Sequence[AgentEntry]) -> dict[str, Any]:
+    """The unit's `openclaw.json`: enabled agents only (a disabled one is simply absent).
+
+    Tools and chat commands follow `common.agent_policy` (no tool reaches another session,
+    no command surface), the same for a pool and a dedicated gateway.
+    """
     model = settings.gateway_llm_model
     entries = {
         a.agent_id: {"name": a.display_name, "workspace": workspace_dir(a.agent_id)}
@@ -81,7 +84,7 @@ def gateway_config(
             "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
         },
         "update": {"checkOnStart": False},
-        "tools": {"profile": tools_profile},
+        **agent_policy.public_agent_config(),
         "logging": {"file": f"{STATE_DIR}/logs/openclaw.log"},
         "models": {
             "mode": "merge",

@@ -7,7 +7,10 @@ decided at the clock's now; `BillingStore`), announce a status change on tenants
 owner's email and the grace deadline), then converge the gateway (`Provisioner`). The
 offset is committed only after all of that, so a crash replays the event and the repeat
 converges. A ticker re-decides tenants whose status the clock alone changes (grace over,
-deletion due). The clock is injectable: tests move it by hand.
+deletion due), and re-converges the gateways whose live tool policy did not read back.
+The first tick gives every running gateway the current openclaw.json and reads its tool
+policy back (`Provisioner.recheck`): none stays on an older policy. The clock is
+injectable: tests move it by hand.
 """
 
 from __future__ import annotations
@@ -84,8 +87,10 @@ class LifecycleService:
         producer: EventSink,
         channels: Channels | None = None,
         clock: Clock = utc_now,
+        recheck: Callable[[], object] | None = None,
     ) -> None:
         self._settings = settings
+        self._recheck = recheck
         self._channels = channels
         self._store = store
         self._provisioner = provisioner
@@ -109,6 +114,11 @@ class LifecycleService:
 
     async def tick(self) -> int:
         """Re-decide every tenant the clock may have moved; returns how many."""
+        if self._recheck is not None:
+            try:
+                await asyncio.to_thread(self._recheck)
+            except Exception as err:  # the engine or PostgreSQL away: the next tick again
+                log.warning("gateway policy recheck failed: %s", err)
         now = self._clock()
         due = await asyncio.to_thread(self._store.due, now)
         for tenant_id in due:
@@ -208,13 +218,15 @@ async def run_provisioner(settings: Settings, *, clock: Clock = utc_now) -> None
     serve_metrics(settings.metrics_port, settings.metrics_host)
     producer = EventProducer(settings)
     client = docker.DockerClient(base_url=settings.docker_host, timeout=120)
+    provisioner = Provisioner(settings, client, UnitStore(settings))
     service = LifecycleService(
         settings,
         store=BillingStore(settings),
-        provisioner=Provisioner(settings, client, UnitStore(settings)),
+        provisioner=provisioner,
         producer=producer,
         channels=TelegramWebhooks(settings),
         clock=clock,
+        recheck=provisioner.recheck,
     )
     worker = build_worker(settings, service, producer)
     stop = asyncio.Event()

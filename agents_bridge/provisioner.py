@@ -10,9 +10,13 @@ call makes them match the spec, so replayed or repeated lifecycle events converg
 Each container gets its own bridge network and named volume (its state dir), the plan's
 memory/CPU/PIDs limits, no capabilities, the gateway token and model key as environment
 only, the tenants' workspace files, a health check on /readyz and a port published on
-GATEWAY_PUBLISH_HOST. Suspension stops a dedicated container or disables a pool agent;
-deletion removes the container, network and volume (or the agent). A plan change resizes
-in place (`container.update`) or moves the tenant between pool and dedicated.
+GATEWAY_PUBLISH_HOST. Every gateway gets the public-agent tool policy
+(`common.agent_policy`), read back from the live gateway before it gets traffic: one that
+lets a probed tool through is taken off traffic, counted in `gateway_tool_policy_ok` and
+retried (`recheck`: every unit at start-up, then those still off policy). Suspension
+stops a dedicated container or disables a pool agent; deletion removes the container,
+network and volume (or the agent). A plan change resizes in place (`container.update`)
+or moves the tenant between pool and dedicated.
 """
 
 from __future__ import annotations
@@ -30,13 +34,16 @@ import docker
 from docker.models.containers import Container
 
 from agents_bridge import gateway_config as gc
+from agents_bridge import policy_check
 from agents_bridge.units_store import Unit, UnitStore
 from common.errors import RetryableError
 from common.settings import Settings
+from common.telemetry import GATEWAY_TOOL_POLICY
 from common.tenant_status import SERVING
 
 log = logging.getLogger(__name__)
 LABEL = "openclaw-saas.unit"
+REWRITE_AFTER_S = 5.0  # a policy still open this long after a write: write the file again
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,6 @@ class TenantSpec:
     limits: gc.PlanLimits
     display_name: str
     settings: dict[str, str] = field(default_factory=dict)
-    tools_profile: str = "messaging"
 
     @property
     def serving(self) -> bool:
@@ -65,6 +71,8 @@ class Provisioner:
         self._units = units
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        self.off_policy: set[str] = set()  # units whose live tool policy did not read back
+        self._audited = False
 
     def reconcile(self, spec: TenantSpec) -> str:
         """Make the engine match `spec`; returns what it did (for logs and tests)."""
@@ -88,19 +96,58 @@ class Provisioner:
                 self._stop(unit)
                 return "stopped"
             files = self._workspace(spec)
-            container = self._ensure_container(unit, spec.limits, spec.tools_profile, files)
+            container = self._ensure_container(unit, spec.limits, files)
             unit = self._record(unit, container)
             self._wait_ready(unit, spec.agent_id if spec.serving else None)
+            self._verify_policy(unit, container)
             if spec.serving:
                 self._units.write_gateway(spec.tenant_id, unit, spec.agent_id)
         return "serving" if spec.serving else "disabled"
 
+    def recheck(self) -> dict[str, bool]:
+        """The lifecycle ticker's part: every unit until one full pass completes (start-up),
+        then only the units still off policy."""
+        if not self._audited:
+            results = self.converge_all()
+            self._audited = True
+            off = sorted(name for name, ok in results.items() if not ok)
+            log.info("tool policy audit: %d gateways, off traffic: %s", len(results), off)
+            return results
+        return self.converge_all(set(self.off_policy)) if self.off_policy else {}
+
+    def converge_all(self, names: set[str] | None = None) -> dict[str, bool]:
+        """Re-render each running unit's openclaw.json (all, or `names`) and read back its
+        tool policy; a unit that passes gets its serving tenants' routes (again)."""
+        results: dict[str, bool] = {}
+        for unit in self._units.units():
+            if names is not None and unit.name not in names:
+                continue
+            with self._lock(unit.name):
+                try:
+                    container = self._client.containers.get(unit.name)
+                except docker.errors.NotFound:
+                    continue
+                if container.status != "running":
+                    continue  # it gets the current config when it starts again
+                self._write_config(container, unit)
+                try:
+                    self._verify_policy(unit, container)
+                except RetryableError as err:
+                    log.error("gateway %s stays off traffic: %s", unit.name, err)
+                    results[unit.name] = False
+                    continue
+                for member in self._units.members(unit.name):
+                    if member.enabled:
+                        self._units.write_gateway(member.tenant_id, unit, member.agent_id)
+                results[unit.name] = True
+        return results
+
     # -- containers --------------------------------------------------------------------
 
     def _ensure_container(
-        self, unit: Unit, limits: gc.PlanLimits, tools: str, files: dict[str, str | bytes]
+        self, unit: Unit, limits: gc.PlanLimits, files: dict[str, str | bytes]
     ) -> Container:
-        files = {**files, "openclaw.json": self._config(unit, tools)}
+        files = {**files, "openclaw.json": self._config(unit)}
         archive = gc.state_archive(files)
         labels = {LABEL: unit.name, "openclaw-saas.kind": unit.kind}
         try:
@@ -181,8 +228,7 @@ class Provisioner:
                     container = self._client.containers.get(unit.name)
                 except docker.errors.NotFound:
                     return
-                config = self._config(unit, "messaging")
-                container.put_archive(gc.STATE_DIR, gc.state_archive({"openclaw.json": config}))
+                self._write_config(container, unit)
                 return
             self.destroy(unit.name)
             self._units.delete_unit(unit.name)
@@ -203,12 +249,12 @@ class Provisioner:
 
     # -- state -------------------------------------------------------------------------
 
-    def _config(self, unit: Unit, tools: str) -> bytes:
+    def _config(self, unit: Unit) -> bytes:
         agents = [
             gc.AgentEntry(m.agent_id, m.display_name, m.enabled)
             for m in self._units.members(unit.name)
         ]
-        return gc.config_bytes(gc.gateway_config(self._settings, agents, tools_profile=tools))
+        return gc.config_bytes(gc.gateway_config(self._settings, agents))
 
     def _workspace(self, spec: TenantSpec) -> dict[str, str | bytes]:
         rendered = gc.workspace_files(spec.display_name, spec.settings)
@@ -236,6 +282,41 @@ class Provisioner:
                 return
             time.sleep(0.5)
         raise RetryableError(f"gateway {unit.name} not ready in time")
+
+    def _write_config(self, container: Container, unit: Unit) -> None:
+        config = gc.state_archive({"openclaw.json": self._config(unit)})
+        container.put_archive(gc.STATE_DIR, config)  # hot-reloaded by the gateway
+
+    def _verify_policy(self, unit: Unit, container: Container) -> None:
+        """Until the live policy refuses every probed tool (bounded: a hot reload takes about
+        a second, and the file is written again every few seconds in case the gateway's
+        watcher missed a write); otherwise the unit's tenants lose their routes and the
+        call retries."""
+        assert unit.base_url is not None
+        members = self._units.members(unit.name)
+        agents = [m.agent_id for m in members if m.enabled]
+        if not agents:
+            return  # no agent serves here, so there is nothing to probe and no traffic
+        started = time.monotonic()
+        rewritten = started
+        while True:
+            reading = policy_check.read_policy(unit.base_url, unit.token.value, agents)
+            now = time.monotonic()
+            if reading.ok or now - started >= self._settings.gateway_policy_timeout_s:
+                break
+            if now - rewritten >= REWRITE_AFTER_S:
+                self._write_config(container, unit)
+                rewritten = now
+            time.sleep(0.5)
+        GATEWAY_TOOL_POLICY.labels(unit.name).set(1 if reading.ok else 0)
+        if reading.ok:
+            self.off_policy.discard(unit.name)
+            return
+        self.off_policy.add(unit.name)
+        for member in members:
+            self._units.delete_gateway(member.tenant_id)
+        reached = ", ".join(reading.reachable)
+        raise RetryableError(f"gateway {unit.name}: tool policy not in force ({reached})")
 
     def _lock(self, name: str) -> threading.Lock:
         with self._guard:

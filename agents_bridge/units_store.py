@@ -116,6 +116,16 @@ class UnitStore:
             if taken is None:
                 return name
 
+    def units(self) -> list[Unit]:
+        """This deployment's units that have a container (the policy audit walks them)."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT * FROM gateway_units WHERE container_id IS NOT NULL"
+                " AND starts_with(name, %s) ORDER BY name",
+                (self._prefix,),
+            ).fetchall()
+        return [self._unit(r) for r in rows]
+
     def members(self, unit_name: str) -> list[Member]:
         with self._connect() as conn:
             rows = conn.execute(

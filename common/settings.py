@@ -128,6 +128,8 @@ class Settings:
     provisioner_prefix: str = "ocs-"
     # Seconds to wait for a new gateway container's /readyz before giving up (retried later).
     gateway_ready_timeout_s: float = 180.0
+    # Seconds a gateway's live tool policy may take to read back as expected (hot reload).
+    gateway_policy_timeout_s: float = 30.0
     # Model provider of provisioned gateways (OpenAI-compatible); the key is passed as env.
     gateway_llm_base_url: str = "https://api.openai.com/v1"
     gateway_llm_model: str = "gpt-4o-mini"

@@ -166,3 +166,8 @@ PROVISIONER_ACTIONS = Counter(
     "Gateway reconciliations by result (serving, stopped, disabled, deleted, error)",
     ["result"],
 )
+GATEWAY_TOOL_POLICY = Gauge(
+    "gateway_tool_policy_ok",
+    "1 when every probed tool was refused by the gateway's live policy, 0 when one was reachable",
+    ["unit"],
+)

@@ -8,11 +8,12 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common import agent_policy
 from devstack._proc import (
     LOOPBACK,
     ServerProcess,
@@ -129,8 +130,12 @@ def gateway_config(
     provider: LlmProvider,
     log_file: Path,
     agents: Sequence[str] = (),
+    policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``openclaw.json`` document: local loopback gateway, token auth, HTTP chat enabled.
+
+    Tools and commands follow ``common.agent_policy`` like a provisioned gateway; a test
+    may pass ``policy`` (the ``tools``/``commands`` keys) to run an older one.
 
     ``agents`` become ``agents.entries`` (one agent per id; ``main`` always exists). With
     more than one agent every request must name its agent (``model: openclaw/<id>``).
@@ -145,7 +150,7 @@ def gateway_config(
             "http": {"endpoints": endpoints},
         },
         "update": {"checkOnStart": False},
-        "tools": {"profile": "messaging"},
+        **(agent_policy.public_agent_config() if policy is None else dict(policy)),
         "logging": {"file": str(log_file)},
         "models": {
             "mode": "merge",
@@ -173,8 +178,9 @@ class OpenClawGateway(ServerProcess):
     ``state_root`` receives ``state/`` (``OPENCLAW_STATE_DIR`` with ``openclaw.json``),
     ``home/`` (``HOME``), ``tmp/`` (``TMPDIR``) and ``gateway.log``. The model provider is
     ``llm`` if given, else :meth:`LlmProvider.from_env`, else a :class:`StubLLM` started and
-    owned by the gateway (see :attr:`stub`). Run it in a loopback-only network namespace:
-    it looks up ``clawhub.ai`` after the first agent turn whatever the settings.
+    owned by the gateway (see :attr:`stub`). ``policy`` replaces the public-agent tool and
+    command policy (tests that prove what an older one leaks). Run it in a loopback-only
+    network namespace: it looks up ``clawhub.ai`` after the first agent turn whatever the settings.
     """
 
     def __init__(
@@ -187,6 +193,7 @@ class OpenClawGateway(ServerProcess):
         token: str | None = None,
         llm: LlmProvider | StubLLM | None = None,
         start_timeout: float = 120.0,
+        policy: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_root = Path(state_root).resolve()
         self.openclaw_bin = openclaw_bin
@@ -194,6 +201,7 @@ class OpenClawGateway(ServerProcess):
         self.port = port or free_port()
         self.token = token or secrets.token_hex(16)
         self.start_timeout = start_timeout
+        self.policy = policy
         self.state_dir = self.state_root / "state"
         self.log_path = self.state_root / "gateway.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -236,6 +244,7 @@ class OpenClawGateway(ServerProcess):
             provider=self._provider,
             log_file=self.state_dir / "logs" / "openclaw.log",
             agents=self.agents,
+            policy=self.policy,
         )
         (self.state_dir / "openclaw.json").write_text(json.dumps(cfg, indent=2) + "\n")
         argv = [str(self.openclaw_bin), "gateway", "run", "--bind", "loopback"]

@@ -20,16 +20,20 @@ import json
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from devstack import stub_tools
 from devstack._proc import LOOPBACK, Managed
+from devstack.stub_tools import ToolScript
 
 PROMPT_TOKENS = 11
 COMPLETION_TOKENS = 7
 _STAMP = re.compile(r"^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [^\]\n]*\] ")
 _INTERNAL = "<<<BEGIN_OPENCLAW_INTERNAL"
+REQUESTS_KEPT = 64  # request bodies kept for tests (each carries a ~40 KB system prompt)
 
 
 @dataclass
@@ -37,12 +41,14 @@ class StubBehaviour:
     """Knobs a test may change while the stub runs.
 
     ``delay_s`` waits before answering; ``fail_status`` answers with that HTTP status and an
-    OpenAI-style error body, for the next ``fail_count`` requests (``None``: all of them).
+    OpenAI-style error body, for the next ``fail_count`` requests (``None``: all of them);
+    ``tool_script`` makes turns that carry its trigger call tools (`devstack/stub_tools.py`).
     """
 
     delay_s: float = 0.0
     fail_status: int | None = None
     fail_count: int | None = None
+    tool_script: ToolScript | None = None
 
 
 def _text_of(content: Any) -> str:
@@ -85,7 +91,8 @@ class StubLLM(Managed):
     """The stub server, run on a daemon thread; a context manager.
 
     ``request_count`` counts chat completion requests; ``last_request`` is the latest body;
-    ``behaviour`` holds the delay/failure knobs.
+    ``requests`` keeps the latest bodies (for tests that read the tools offered or the tool
+    results OpenClaw sent back); ``behaviour`` holds the delay/failure/tool-script knobs.
     """
 
     def __init__(self, port: int = 0, *, host: str = LOOPBACK, model: str = "stub-model") -> None:
@@ -93,6 +100,7 @@ class StubLLM(Managed):
         self.behaviour = StubBehaviour()
         self.request_count = 0
         self.last_request: dict[str, Any] | None = None
+        self.requests: deque[dict[str, Any]] = deque(maxlen=REQUESTS_KEPT)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -137,6 +145,7 @@ class StubLLM(Managed):
         with self._lock:
             self.request_count = 0
             self.last_request = None
+            self.requests.clear()
             self.behaviour = StubBehaviour()
 
     def _admit(self, body: dict[str, Any]) -> tuple[int, float, int | None]:
@@ -144,6 +153,7 @@ class StubLLM(Managed):
         with self._lock:
             self.request_count += 1
             self.last_request = body
+            self.requests.append(body)
             b = self.behaviour
             status = b.fail_status
             if status is not None and b.fail_count is not None:
@@ -202,9 +212,20 @@ def _handler_for(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
                 "model": body.get("model", stub.model),
             }
 
+        def _delta(self, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+            """The assistant delta for this request and its finish reason."""
+            script = stub.behaviour.tool_script
+            if script is not None and stub_tools.applies(body, script):
+                step = stub_tools.next_step(body, script)
+                if step is not None:
+                    return stub_tools.tool_call_delta(*step), "tool_calls"
+                text = stub_tools.results_text(body, script)
+                return {"role": "assistant", "content": text}, "stop"
+            return {"role": "assistant", "content": reply_text(body)}, "stop"
+
         def _completion(self, body: dict[str, Any], number: int) -> dict[str, Any]:
-            message = {"role": "assistant", "content": reply_text(body)}
-            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            message, finish = self._delta(body)
+            choice = {"index": 0, "message": message, "finish_reason": finish}
             return {
                 **self._base(body, number, "chat.completion"),
                 "choices": [choice],
@@ -213,10 +234,10 @@ def _handler_for(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
 
         def _stream(self, body: dict[str, Any], number: int) -> None:
             base = self._base(body, number, "chat.completion.chunk")
-            delta = {"role": "assistant", "content": reply_text(body)}
+            delta, finish = self._delta(body)
             chunks: list[dict[str, Any]] = [
                 {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
-                {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]},
                 {"choices": [], "usage": _usage()},
             ]
             self.send_response(200)

@@ -7,6 +7,7 @@ import json
 import tarfile
 
 from agents_bridge import gateway_config as gc
+from common import agent_policy
 from common.settings import Secret, Settings
 
 SETTINGS = Settings.from_env(
@@ -26,7 +27,8 @@ def test_config_lists_enabled_agents_only_and_holds_no_secret() -> None:
     cfg = gc.gateway_config(SETTINGS, agents)
     assert list(cfg["agents"]["entries"]) == ["t-a", "t-b"]
     assert cfg["agents"]["entries"]["t-a"]["workspace"] == "/home/node/.openclaw/workspaces/t-a"
-    assert cfg["tools"]["profile"] == "messaging"
+    assert cfg["tools"] == agent_policy.tools_policy()
+    assert cfg["commands"] == agent_policy.commands_policy()
     assert cfg["gateway"]["bind"] == "lan"
     assert cfg["gateway"]["auth"]["token"] == "${OPENCLAW_GATEWAY_TOKEN}"
     text = gc.config_bytes(cfg).decode()

@@ -219,3 +219,23 @@ async def test_the_ticker_and_the_consumer_converge_one_at_a_time_to_the_newest_
     await asyncio.wait_for(asyncio.gather(consumer, ticker), 10)
     assert not overlapped and prov.most == 1
     assert [s.status for s in prov.specs][-1] == "suspended"
+
+
+async def test_each_tick_rechecks_the_gateway_policies_first_and_survives_a_failure() -> None:
+    store, prov, producer = FakeStore(), FakeProvisioner(), FakeProducer()
+    rechecks: list[str] = []
+
+    def recheck() -> None:
+        rechecks.append("ran")
+        if len(rechecks) == 1:
+            raise RuntimeError("engine away")
+
+    service = LifecycleService(
+        Settings.from_env({}), store=store, provisioner=prov, producer=producer, recheck=recheck
+    )
+    store.due_ids = [TENANT]
+    store.next = [_outcome("grace", "suspended"), _outcome("suspended", "suspended")]
+    assert await service.tick() == 1  # a failed recheck does not stop the due tenants
+    assert await service.tick() == 1
+    assert rechecks == ["ran", "ran"]
+    assert [s.status for s in prov.specs] == ["suspended", "suspended"]

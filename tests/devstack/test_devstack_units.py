@@ -95,7 +95,8 @@ def test_gateway_config_shape(tmp_path: Path) -> None:
     assert cfg["gateway"]["http"]["endpoints"]["chatCompletions"]["enabled"] is True
     assert cfg["models"]["catalogRefresh"]["enabled"] is False
     assert cfg["update"]["checkOnStart"] is False
-    assert cfg["tools"]["profile"] == "messaging"
+    assert cfg["tools"]["deny"] == ["*"]
+    assert cfg["tools"]["sessions"] == {"visibility": "self"}
     assert cfg["agents"]["defaults"]["model"]["primary"] == "stub/m"
     assert cfg["agents"]["entries"] == {"main": {}, "a": {}}
     single = gateway_config(port=1, token="t", provider=provider, log_file=tmp_path / "l")

@@ -31,14 +31,18 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from agents_bridge import gateway_config as gc
 from agents_bridge.billing_store import BillingStore, agent_id_for
 from agents_bridge.channel_setup import TelegramWebhooks
 from agents_bridge.lifecycle_service import LifecycleService, build_worker
+from agents_bridge.policy_check import PolicyReading, read_policy
 from agents_bridge.provisioner import Provisioner
-from agents_bridge.units_store import UnitStore
+from agents_bridge.units_store import Unit, UnitStore
+from common import agent_policy
 from common.kafka import EventProducer
 from common.secrets import SecretBox
 from common.settings import Secret, Settings
+from common.telemetry import GATEWAY_TOOL_POLICY
 from control.processes import ServiceGroup
 from devstack._proc import free_port
 from devstack.docker_engine import DockerEngine, engine_problem, ensure_gateway_image
@@ -167,6 +171,7 @@ async def billing(
                 "clock": clock,
                 "service": service,
                 "units": units,
+                "provisioner": provisioner,
                 "engine": engine,
                 "telegram": telegram,
                 "http": http,
@@ -419,8 +424,10 @@ async def test_two_individual_checkouts_share_one_pool_gateway(billing: dict[str
     assert len(pools) == 1
     cat = pools[0].exec_run(["cat", "/home/node/.openclaw/openclaw.json"], user="1000")
     config = json.loads(cat.output)
-    assert config["tools"]["profile"] == "messaging"
+    assert config["tools"] == agent_policy.tools_policy()
+    assert config["commands"]["text"] is False
     assert sorted(config["agents"]["entries"]) == sorted(agent_id_for(t) for t in tenants)
+    await _a_pool_on_the_open_policy_is_converged(billing, pools[0], tenants)
     for i, r in enumerate(rows):
         assert (
             await asyncio.to_thread(_chat, s, r, f"hi from {i}") == f"STUB-REPLY #1 to: hi from {i}"
@@ -430,3 +437,51 @@ async def test_two_individual_checkouts_share_one_pool_gateway(billing: dict[str
         assert await post(checkout_completed(customer, plan="individual", created=now)) == 200
     await billing["service"].tick()
     assert len(engine.containers.list(filters={"name": f"{s.provisioner_prefix}pool-"})) == 1
+
+
+class OpenPolicyProvisioner(Provisioner):
+    """Renders the policy the platform had before `common.agent_policy` (a broken upgrade)."""
+
+    def _config(self, unit: Unit) -> bytes:
+        cfg = json.loads(super()._config(unit))
+        cfg.pop("commands")
+        return gc.config_bytes({**cfg, "tools": {"profile": "messaging"}})
+
+
+async def _a_pool_on_the_open_policy_is_converged(
+    billing: dict[str, Any], pool: Any, tenants: list[str]
+) -> None:
+    """A gateway still on the open policy is taken off traffic until it reads back right;
+    the start-up audit (the first recheck) converges it."""
+    s: Settings = billing["settings"]
+    units, provisioner = billing["units"], billing["provisioner"]
+    unit = units.unit_of(tenants[0])
+    agents = [agent_id_for(t) for t in tenants]
+
+    async def reading(ok: bool) -> PolicyReading | None:
+        got = await asyncio.to_thread(read_policy, unit.base_url, unit.token.value, agents)
+        return got if got.ok == ok else None
+
+    open_policy = OpenPolicyProvisioner(
+        Settings.from_env({}, **{**vars(s), "gateway_policy_timeout_s": 10.0}),
+        billing["engine"],
+        units,
+    )
+    legacy = gc.state_archive({"openclaw.json": open_policy._config(unit)})
+
+    async def open_live() -> PolicyReading | None:
+        # written again on every poll: the gateway's file watcher once missed one write
+        await asyncio.to_thread(pool.put_archive, gc.STATE_DIR, legacy)
+        return await reading(False)
+
+    leaky = await eventually(open_live, timeout=60, what="the open policy live")
+    assert f"{agents[0]}/sessions_list" in leaky.reachable
+    assert await asyncio.to_thread(open_policy.converge_all) == {unit.name: False}
+    assert GATEWAY_TOOL_POLICY.labels(unit.name)._value.get() == 0
+    for t in tenants:  # off traffic: the bridge has no route to it
+        assert (await _tenant(s, t) or {}).get("base_url") is None
+    assert (await asyncio.to_thread(provisioner.recheck))[unit.name] is True
+    assert await reading(True) is not None
+    assert GATEWAY_TOOL_POLICY.labels(unit.name)._value.get() == 1
+    for t in tenants:  # routes back
+        assert (await _tenant(s, t) or {}).get("base_url") == unit.base_url
