@@ -24,16 +24,18 @@ from common.kafka import EventProducer, create_topics
 from common.settings import Settings
 from common.signals import on_stop_signals
 from common.telemetry import serve_metrics
-from streams.agents import alert_mail, metering, session_sync, usage_sink
-from streams.agents.boundary import Producer
+from streams.agents import alert_mail, metering
 from streams.agents.metering import Tenants
 from streams.app import create_app
+from streams.boundary import Producer
 from streams.gauges import gauge_reporting
 from streams.held_store import HeldQueue, PgHeldQueue
 from streams.notifications import AlertMailer, PgAlertLedger, SmtpMailer
 from streams.release_watch import ReleaseWatch
-from streams.sessions_store import PgSessionsStore, SessionsStore
-from streams.usage_store import PgUsageStore, UsageStore
+from streams.sessions import agent as session_sync
+from streams.sessions.store import PgSessionsStore, SessionsStore
+from streams.usage import agent as usage_sink
+from streams.usage.store import PgUsageStore, UsageStore
 
 log = logging.getLogger(__name__)
 

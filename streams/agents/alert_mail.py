@@ -15,7 +15,7 @@ from faust.types import AgentT
 from common.consumer import Event
 from common.settings import Settings
 from common.topics import Topic
-from streams.agents.boundary import Boundary, Producer
+from streams.boundary import Boundary, Producer
 from streams.notifications import AlertMailer
 from streams.topics import decode, source_topic, to_event
 

@@ -80,8 +80,8 @@ from common.telemetry import QUOTA_DECISIONS
 from common.timeconv import epoch_ms
 from common.topics import Topic
 from schemas import codec
-from streams.agents.boundary import BATCH_MAX, Boundary, Producer, batches
 from streams.alerts import alert_record, notice_record
+from streams.boundary import BATCH_MAX, Boundary, Producer, batches
 from streams.held_store import HeldQueue, HeldRow
 from streams.metering import (
     Alert,

@@ -13,10 +13,12 @@ import faust
 import pytest
 
 from common.settings import Settings
-from streams.agents import alert_mail, metering, session_sync, usage_sink
+from streams.agents import alert_mail, metering
 from streams.main import build_app, changelog_topics, serve
 from streams.notifications import AlertMailer
-from streams.sessions_store import Increments, SessionRow
+from streams.sessions import agent as session_sync
+from streams.sessions.store import Increments, SessionRow
+from streams.usage import agent as usage_sink
 from tests.streams.streams_fakes import FakeDirectory, FakeHeldQueue, FakeProducer
 
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from common.consumer import Event
 from common.topics import Topic
 from schemas import codec
-from streams.agents.boundary import Boundary
 from streams.agents.metering import Metering
+from streams.boundary import Boundary
 from streams.metering import InboundRef, MeterState, Outcome, decide
 from streams.overage import RELEASE_BATCH, fetch_size, needs_release, plan_release, room
 from tests.streams.streams_fakes import (

@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.errors import InvalidEvent
 from schemas import codec
-from streams.sessions_store import Increments, PgSessionsStore, SessionRow, increments
+from streams.sessions.store import Increments, PgSessionsStore, SessionRow, increments
 from tests.streams.streams_fakes import OTHER, TENANT, reply_record, session_record
 
 

@@ -11,7 +11,7 @@ from common.consumer import Event
 from common.errors import InvalidEvent, RetryableError
 from common.topics import Topic
 from schemas import codec
-from streams.agents.boundary import Boundary, backoff, batches
+from streams.boundary import Boundary, backoff, batches
 from tests.streams.streams_fakes import FakeProducer, RecordingSleep, inbound_event
 
 

@@ -18,10 +18,10 @@ from common.timeconv import to_ms
 from common.topics import Topic
 from schemas import codec
 from streams.agents import metering
-from streams.agents.boundary import Boundary
 from streams.agents.metering import Metering
 from streams.alerts import NOTICE_TEXT
 from streams.app import create_app
+from streams.boundary import Boundary
 from streams.metering import MeterState
 from tests.streams.streams_fakes import (
     NOW,

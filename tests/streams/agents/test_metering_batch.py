@@ -13,8 +13,8 @@ import pytest
 
 from common.consumer import Event
 from common.topics import Topic
-from streams.agents.boundary import Boundary
 from streams.agents.metering import ChangelogAcks, Metering, state_bytes, state_from_bytes
+from streams.boundary import Boundary
 from streams.metering import RECENT_EVENTS, MeterState
 from tests.streams.streams_fakes import (
     NOW,

@@ -15,11 +15,11 @@ from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
 from schemas import codec
-from streams.agents import session_sync
-from streams.agents.boundary import Boundary
-from streams.agents.session_sync import SessionSync
 from streams.app import create_app
-from streams.sessions_store import Increments, SessionRow, increments
+from streams.boundary import Boundary
+from streams.sessions import agent as session_sync
+from streams.sessions.agent import SessionSync
+from streams.sessions.store import Increments, SessionRow, increments
 from tests.streams.streams_fakes import (
     OTHER,
     TENANT,

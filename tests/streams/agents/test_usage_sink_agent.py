@@ -11,8 +11,8 @@ from common.consumer import Event
 from common.errors import InvalidEvent
 from common.topics import Topic
 from schemas import codec
-from streams.agents.boundary import Boundary
-from streams.agents.usage_sink import UsageSink
+from streams.boundary import Boundary
+from streams.usage.agent import UsageSink
 from tests.streams.streams_fakes import TENANT, FakeProducer, RecordingSleep
 
 

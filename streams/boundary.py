@@ -188,7 +188,7 @@ async def consume_batches(
 
     Acks are manual: a batch's events are acked only once `handle_batch` returned (its
     side effects done). With Faust's automatic acks the current event would be acked even
-    when the agent is cancelled mid-retry (see `streams.agents.metering`)."""
+    when the agent is cancelled mid-retry (see `streams.metering.agent`)."""
     manual = stream.noack()
     async with aclosing(batches(manual, BATCH_MAX)) as taken:
         async for records in taken:

@@ -1,10 +1,10 @@
 """Session-sync agent: consumes session.events → writes PostgreSQL (sessions, messages,
-usage_logs, session_stats) through `streams.sessions_store`.
+usage_logs, session_stats) through `streams.sessions.store`.
 
 The agent (`boundary.consume_batches`) takes what the stream has buffered, up to
 `BATCH_MAX`, and writes it in one transaction (`SessionsStore.apply_batch`, set-based),
 committed before the events are acked; the writes are idempotent by event id (see
-`streams.sessions_store`), so redelivery and full replays change nothing. An undecodable or
+`streams.sessions.store`), so redelivery and full replays change nothing. An undecodable or
 malformed event is dead-lettered to session.events.dlq on its own. When the batch's
 transaction fails, its events are written again one per transaction: a row PostgreSQL
 refuses (tenant deleted, bad value) is then dead-lettered alone, and an unreachable database
@@ -23,8 +23,8 @@ from common.consumer import Event
 from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
-from streams.agents.boundary import Boundary, Producer, consume_batches
-from streams.sessions_store import SessionRow, SessionsStore
+from streams.boundary import Boundary, Producer, consume_batches
+from streams.sessions.store import SessionRow, SessionsStore
 from streams.topics import decode, source_topic
 
 STAGE = "session-sync"

@@ -1,6 +1,7 @@
 """PostgreSQL writes of session-sync, idempotent by event id: `apply` writes one SessionEvent
 in its own transaction, `apply_batch` many in one transaction (set-based: the rows are
 COPYed into a temporary table, then a handful of statements insert and update from it).
+The statements themselves are in `streams.sessions.sql`.
 
 Replaying session.events from offset 0 leaves identical rows, because every write either
 keeps what is there or is derived from what is there:
@@ -18,7 +19,7 @@ keeps what is there or is derived from what is there:
 
 `session_stats.period` is the first day of the UTC calendar month of `occurred_at`: the
 subscription period is not part of a SessionEvent. (`usage_logs`, per subscription period,
-is kept from usage.records by `streams.usage_store`, the stream billing sums.)
+is kept from usage.records by `streams.usage.store`, the stream billing sums.)
 
 A batch leaves exactly the rows the same events applied one by one in order would leave:
 sessions are inserted or widened once per session (earliest start, latest message); a
@@ -50,6 +51,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.errors import InvalidEvent
 from common.telemetry import PG_WRITE_SECONDS
+from streams.sessions import sql
 
 
 @dataclass(frozen=True)
@@ -136,65 +138,6 @@ class SessionsStore(Protocol):
         ...
 
 
-_NEW_SESSION = """
-INSERT INTO sessions (tenant_id, session_id, channel, started_at, last_message_at, message_count)
-VALUES (%(tenant_id)s, %(session_id)s, %(channel)s, %(at)s, %(at)s, 0)
-ON CONFLICT (tenant_id, session_id) DO NOTHING
-RETURNING id
-"""
-_TOUCH_SESSION = """
-UPDATE sessions
-SET started_at = LEAST(started_at, %(at)s), last_message_at = GREATEST(last_message_at, %(at)s)
-WHERE tenant_id = %(tenant_id)s AND session_id = %(session_id)s
-"""
-_NEW_MESSAGE = """
-INSERT INTO messages (event_id, tenant_id, session_id, role, content, status, token_count,
-                      input_tokens, output_tokens, in_reply_to, created_at, metadata)
-SELECT %(event_id)s, %(tenant_id)s::uuid, %(session_id)s, %(role)s, %(text)s, %(status)s,
-       COALESCE(%(token_count)s::int, reply.input_tokens),
-       COALESCE(%(input_tokens)s::int, reply.input_tokens),
-       %(output_tokens)s::int, %(in_reply_to)s, %(at)s::timestamptz, %(metadata)s::jsonb
-FROM (SELECT 1) AS one
-LEFT JOIN messages reply  -- the reply arrived first: take its prompt tokens now
-  ON %(role)s = 'user' AND reply.event_id = 'reply:' || %(event_id)s
-  AND reply.in_reply_to = %(event_id)s AND reply.tenant_id = %(tenant_id)s::uuid
-ON CONFLICT (event_id) DO NOTHING
-RETURNING id
-"""
-_FILL_TOKENS = """
-UPDATE messages
-SET input_tokens = COALESCE(input_tokens, %(input_tokens)s),
-    output_tokens = COALESCE(output_tokens, %(output_tokens)s),
-    token_count = COALESCE(token_count, %(token_count)s)
-WHERE event_id = %(event_id)s
-  AND ((input_tokens IS NULL AND %(input_tokens)s::bigint IS NOT NULL)
-    OR (output_tokens IS NULL AND %(output_tokens)s::bigint IS NOT NULL))
-"""
-_RELEASE = """
-UPDATE messages SET status = 'admitted'
-WHERE event_id = %(event_id)s AND role = 'user' AND status = 'held'
-RETURNING id
-"""
-_PROMPT_TOKENS = """
-UPDATE messages
-SET input_tokens = %(input_tokens)s, token_count = COALESCE(token_count, %(input_tokens)s)
-WHERE event_id = %(in_reply_to)s AND tenant_id = %(tenant_id)s AND input_tokens IS NULL
-"""
-_COUNT_MESSAGES = """
-UPDATE sessions
-SET message_count = (SELECT count(*) FROM messages m
-                     WHERE m.tenant_id = %(tenant_id)s AND m.session_id = %(session_id)s)
-WHERE tenant_id = %(tenant_id)s AND session_id = %(session_id)s
-"""
-_STATS = """
-INSERT INTO session_stats (tenant_id, period, channel, session_count, message_count)
-VALUES (%(tenant_id)s, %(period)s, %(channel)s, %(sessions)s, %(messages)s)
-ON CONFLICT (tenant_id, period, channel) DO UPDATE
-SET session_count = session_stats.session_count + EXCLUDED.session_count,
-    message_count = session_stats.message_count + EXCLUDED.message_count
-"""
-
-
 async def write_event(conn: psycopg.AsyncConnection[Any], row: SessionRow) -> Increments:
     """All writes for one event, inside the caller's transaction."""
     params: dict[str, Any] = {
@@ -213,22 +156,22 @@ async def write_event(conn: psycopg.AsyncConnection[Any], row: SessionRow) -> In
         "metadata": Jsonb({"model": row.model}) if row.model else None,
         "period": row.period,
     }
-    created = await (await conn.execute(_NEW_SESSION, params)).fetchone() is not None
+    created = await (await conn.execute(sql.NEW_SESSION, params)).fetchone() is not None
     if not created:
-        await conn.execute(_TOUCH_SESSION, params)
-    inserted = await (await conn.execute(_NEW_MESSAGE, params)).fetchone() is not None
+        await conn.execute(sql.TOUCH_SESSION, params)
+    inserted = await (await conn.execute(sql.NEW_MESSAGE, params)).fetchone() is not None
     if not inserted:
-        await conn.execute(_FILL_TOKENS, params)
+        await conn.execute(sql.FILL_TOKENS, params)
         if row.role == "user" and row.status == "admitted":
-            await conn.execute(_RELEASE, params)
+            await conn.execute(sql.RELEASE, params)
     if row.role == "assistant" and row.in_reply_to and row.input_tokens is not None:
-        await conn.execute(_PROMPT_TOKENS, params)
+        await conn.execute(sql.PROMPT_TOKENS, params)
     if inserted:
-        await conn.execute(_COUNT_MESSAGES, params)
+        await conn.execute(sql.COUNT_MESSAGES, params)
     delta = increments(row, inserted=inserted, session_created=created)
     if delta.stats_sessions or delta.stats_messages:
         await conn.execute(
-            _STATS,
+            sql.STATS,
             {**params, "sessions": delta.stats_sessions, "messages": delta.stats_messages},
         )
     return delta
@@ -263,116 +206,14 @@ class PgSessionsStore:
 
 # -- a batch in one transaction ---------------------------------------------------------
 
-# One per connection, emptied at every commit.
-_BATCH_TABLE = """
-CREATE TEMPORARY TABLE IF NOT EXISTS session_batch (
-  ord           INT NOT NULL,
-  event_id      TEXT NOT NULL,
-  tenant_id     UUID NOT NULL,
-  session_id    TEXT NOT NULL,
-  channel       TEXT NOT NULL,
-  at            TIMESTAMPTZ NOT NULL,
-  role          TEXT NOT NULL,
-  content       TEXT,
-  status        TEXT NOT NULL,
-  token_count   INT,
-  input_tokens  INT,
-  output_tokens INT,
-  in_reply_to   TEXT,
-  model         TEXT
-) ON COMMIT DELETE ROWS
-"""
-_BATCH_COPY = """
-COPY session_batch (ord, event_id, tenant_id, session_id, channel, at, role, content, status,
-                    token_count, input_tokens, output_tokens, in_reply_to, model) FROM STDIN
-"""
-_BATCH_SESSIONS = """
-INSERT INTO sessions (tenant_id, session_id, channel, started_at, last_message_at, message_count)
-SELECT tenant_id, session_id, (array_agg(channel ORDER BY ord))[1], min(at), max(at), 0
-FROM session_batch GROUP BY tenant_id, session_id ORDER BY tenant_id, session_id
-ON CONFLICT (tenant_id, session_id) DO NOTHING
-RETURNING tenant_id::text, session_id
-"""
-_BATCH_MESSAGES = """
-INSERT INTO messages (event_id, tenant_id, session_id, role, content, status, token_count,
-                      input_tokens, output_tokens, in_reply_to, created_at, metadata)
-SELECT b.event_id, b.tenant_id, b.session_id, b.role, b.content, b.status,
-       COALESCE(b.token_count, reply.input_tokens), COALESCE(b.input_tokens, reply.input_tokens),
-       b.output_tokens, b.in_reply_to, b.at,
-       CASE WHEN b.model <> '' THEN jsonb_build_object('model', b.model) END
-FROM (SELECT DISTINCT ON (event_id) * FROM session_batch ORDER BY event_id, ord) AS b
-LEFT JOIN messages reply  -- a reply stored earlier: take its prompt tokens now
-  ON b.role = 'user' AND reply.event_id = 'reply:' || b.event_id
-  AND reply.in_reply_to = b.event_id AND reply.tenant_id = b.tenant_id
-ORDER BY b.ord
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id
-"""
-_BATCH_FILL = """
-UPDATE messages m
-SET input_tokens = COALESCE(m.input_tokens, f.input_tokens),
-    output_tokens = COALESCE(m.output_tokens, f.output_tokens),
-    token_count = COALESCE(m.token_count, f.token_count),
-    status = CASE WHEN f.release AND m.role = 'user' AND m.status = 'held'
-                  THEN 'admitted' ELSE m.status END
-FROM (SELECT event_id,
-             (array_agg(input_tokens ORDER BY ord) FILTER (WHERE input_tokens IS NOT NULL))[1]
-               AS input_tokens,
-             (array_agg(output_tokens ORDER BY ord) FILTER (WHERE output_tokens IS NOT NULL))[1]
-               AS output_tokens,
-             (array_agg(token_count ORDER BY ord) FILTER (WHERE token_count IS NOT NULL))[1]
-               AS token_count,
-             bool_or(role = 'user' AND status = 'admitted') AS release
-      FROM session_batch GROUP BY event_id) AS f
-WHERE m.event_id = f.event_id
-  AND ((m.input_tokens IS NULL AND f.input_tokens IS NOT NULL)
-    OR (m.output_tokens IS NULL AND f.output_tokens IS NOT NULL)
-    OR (f.release AND m.role = 'user' AND m.status = 'held'))
-"""
-_BATCH_PROMPT_TOKENS = """
-UPDATE messages m
-SET input_tokens = r.input_tokens, token_count = COALESCE(m.token_count, r.input_tokens)
-FROM (SELECT DISTINCT ON (in_reply_to, tenant_id) in_reply_to, tenant_id, input_tokens
-      FROM session_batch
-      WHERE role = 'assistant' AND in_reply_to <> '' AND input_tokens IS NOT NULL
-      ORDER BY in_reply_to, tenant_id, ord) AS r
-WHERE m.event_id = r.in_reply_to AND m.tenant_id = r.tenant_id AND m.input_tokens IS NULL
-"""
-# the sessions already there: widened to the batch's times; every session that got a
-# message: its count recomputed
-_BATCH_TOUCH_SESSIONS = """
-UPDATE sessions s
-SET started_at = LEAST(s.started_at, b.first_at),
-    last_message_at = GREATEST(s.last_message_at, b.last_at),
-    message_count = CASE WHEN b.got_messages
-                         THEN (SELECT count(*) FROM messages m
-                               WHERE m.tenant_id = s.tenant_id AND m.session_id = s.session_id)
-                         ELSE s.message_count END
-FROM (SELECT tenant_id, session_id, min(at) AS first_at, max(at) AS last_at,
-             bool_or(event_id = ANY(%(inserted)s::text[])) AS got_messages
-      FROM session_batch GROUP BY tenant_id, session_id) AS b
-WHERE s.tenant_id = b.tenant_id AND s.session_id = b.session_id
-  AND (b.got_messages OR (s.started_at, s.last_message_at) IS DISTINCT FROM
-       (LEAST(s.started_at, b.first_at), GREATEST(s.last_message_at, b.last_at)))
-"""
-_BATCH_STATS = """
-INSERT INTO session_stats (tenant_id, period, channel, session_count, message_count)
-SELECT * FROM unnest(%(tenant_id)s::uuid[], %(period)s::date[], %(channel)s::text[],
-                     %(sessions)s::int[], %(messages)s::int[])
-ORDER BY 1, 2, 3
-ON CONFLICT (tenant_id, period, channel) DO UPDATE
-SET session_count = session_stats.session_count + EXCLUDED.session_count,
-    message_count = session_stats.message_count + EXCLUDED.message_count
-"""
-
 
 async def write_batch(conn: psycopg.AsyncConnection[Any], rows: Sequence[SessionRow]) -> Increments:
     """All writes for `rows` (in order), inside the caller's transaction.
 
     The statements that need no answer from the one before are sent together (psycopg
     pipeline mode: one round trip instead of one each); COPY cannot be pipelined."""
-    await conn.execute(_BATCH_TABLE)
-    async with conn.cursor() as cur, cur.copy(_BATCH_COPY) as copy:
+    await conn.execute(sql.BATCH_TABLE)
+    async with conn.cursor() as cur, cur.copy(sql.BATCH_COPY) as copy:
         for i, row in enumerate(rows):
             await copy.write_row(
                 (
@@ -393,19 +234,19 @@ async def write_batch(conn: psycopg.AsyncConnection[Any], rows: Sequence[Session
                 )
             )
     async with conn.pipeline():
-        sessions = await conn.execute(_BATCH_SESSIONS)
-        messages = await conn.execute(_BATCH_MESSAGES)
+        sessions = await conn.execute(sql.BATCH_SESSIONS)
+        messages = await conn.execute(sql.BATCH_MESSAGES)
         created = {(str(t), str(s)) for t, s in await sessions.fetchall()}
         inserted = {str(r[0]) for r in await messages.fetchall()}
     totals = batch_increments(rows, inserted=inserted, created=created)
     async with conn.pipeline():
-        await conn.execute(_BATCH_FILL)
-        await conn.execute(_BATCH_PROMPT_TOKENS)
-        await conn.execute(_BATCH_TOUCH_SESSIONS, {"inserted": sorted(inserted)})
+        await conn.execute(sql.BATCH_FILL)
+        await conn.execute(sql.BATCH_PROMPT_TOKENS)
+        await conn.execute(sql.BATCH_TOUCH_SESSIONS, {"inserted": sorted(inserted)})
         if totals:
             keys = sorted(totals)
             await conn.execute(
-                _BATCH_STATS,
+                sql.BATCH_STATS,
                 {
                     "tenant_id": [k[0] for k in keys],
                     "period": [k[1] for k in keys],

@@ -1,5 +1,5 @@
 """Usage sink agent: consumes usage.records → PostgreSQL `usage_records` and `usage_logs`
-through `streams.usage_store` (idempotent by usage_id; see there).
+through `streams.usage.store` (idempotent by usage_id; see there).
 
 The agent (`boundary.consume_batches`) takes what the stream has buffered, up to
 `BATCH_MAX`, and stores it in one transaction (`UsageStore.apply_batch`), committed before
@@ -20,9 +20,9 @@ from common.consumer import Event
 from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
-from streams.agents.boundary import Boundary, Producer, consume_batches
+from streams.boundary import Boundary, Producer, consume_batches
 from streams.topics import decode, source_topic
-from streams.usage_store import UsageStore
+from streams.usage.store import UsageStore
 
 STAGE = "usage-sink"
 
