@@ -6,7 +6,7 @@
   consumer (aiokafka) keeps its positions to itself; the confluent-kafka workers export the
   same series from their own positions.
 - `overage_held_messages`: rows of the overage queue (PostgreSQL `held_messages`, see
-  `streams.held_store`) not released yet, all tenants.
+  `streams.metering.held_store`) not released yet, all tenants.
 
 A small confluent-kafka client reads committed offsets without joining the group (no
 `subscribe`). Everything runs in one thread, so a slow broker or database never blocks the

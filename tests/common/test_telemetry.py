@@ -38,7 +38,7 @@ def test_different_lines_and_the_projects_own_loggers_are_not_thinned() -> None:
     assert quiet.filter(_record("aiokafka.conn"))
     assert quiet.filter(_record("aiokafka.conn", "another template %s %s"))
     assert quiet.filter(_record("aiokafka"))
-    assert all(quiet.filter(_record("streams.agents.metering")) for _ in range(100))
+    assert all(quiet.filter(_record("streams.metering.handler")) for _ in range(100))
     assert all(quiet.filter(_record("aiokafkaesque")) for _ in range(3))
 
 

@@ -14,7 +14,7 @@ from common.errors import KafkaUnavailable
 from common.settings import Secret
 from common.topics import Topic
 from schemas import codec
-from streams.held_store import HeldRow
+from streams.metering.held_store import HeldRow
 from tests.tenants import a_tenant
 
 TENANT = "0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e"

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from common.timeconv import to_ms
 from schemas import codec
-from streams.alerts import NOTICE_TEXT, alert_record, alert_text, notice_record, upgrade_prompt
-from streams.metering import Alert, Level, Outcome, Verdict
+from streams.metering.outputs import (
+    NOTICE_TEXT,
+    alert_record,
+    alert_text,
+    notice_record,
+    upgrade_prompt,
+)
+from streams.metering.state import Alert, Level, Outcome, Verdict
 from tests.streams.streams_fakes import NOW, PERIOD_END, PERIOD_START, TENANT, inbound, tenant
 
 

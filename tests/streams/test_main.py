@@ -13,8 +13,9 @@ import faust
 import pytest
 
 from common.settings import Settings
-from streams.agents import alert_mail, metering
+from streams.agents import alert_mail
 from streams.main import build_app, changelog_topics, serve
+from streams.metering import agent as metering
 from streams.notifications import AlertMailer
 from streams.sessions import agent as session_sync
 from streams.sessions.store import Increments, SessionRow

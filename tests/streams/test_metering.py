@@ -12,15 +12,8 @@ from hypothesis import strategies as st
 
 from common.errors import InvalidEvent
 from common.timeconv import to_ms
-from streams.metering import (
-    RECENT_EVENTS,
-    InboundRef,
-    Kind,
-    MeterState,
-    Outcome,
-    Verdict,
-    decide,
-)
+from streams.metering.decide import InboundRef, Kind, decide
+from streams.metering.state import RECENT_EVENTS, MeterState, Outcome, Verdict
 from tests.streams.streams_fakes import NOW, PERIOD_END, PERIOD_START, tenant
 
 

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from common.consumer import Event
 from common.topics import Topic
 from schemas import codec
-from streams.agents.metering import Metering
 from streams.boundary import Boundary
-from streams.metering import InboundRef, MeterState, Outcome, decide
-from streams.overage import RELEASE_BATCH, fetch_size, needs_release, plan_release, room
+from streams.metering.decide import InboundRef, decide
+from streams.metering.handler import Metering
+from streams.metering.overage import RELEASE_BATCH, fetch_size, needs_release, plan_release, room
+from streams.metering.state import MeterState, Outcome
 from tests.streams.streams_fakes import (
     NOW,
     PERIOD_END,

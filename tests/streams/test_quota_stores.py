@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.errors import InvalidEvent
 from schemas import codec
-from streams.held_store import PgHeldQueue
+from streams.metering.held_store import PgHeldQueue
 from streams.usage.store import PgUsageStore
 from tests.streams.streams_fakes import OTHER, TENANT
 

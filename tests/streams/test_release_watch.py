@@ -10,7 +10,7 @@ from typing import Any
 
 from common.directory import Tenant
 from common.topics import Topic
-from streams.release_watch import ReleaseWatch, allowance, changed
+from streams.metering.release_watch import ReleaseWatch, allowance, changed
 from tests.integration.waiting import eventually
 from tests.streams.streams_fakes import OTHER, PERIOD_END, TENANT, FakeProducer, tenant
 

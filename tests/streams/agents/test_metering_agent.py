@@ -17,12 +17,12 @@ from common.settings import Settings
 from common.timeconv import to_ms
 from common.topics import Topic
 from schemas import codec
-from streams.agents import metering
-from streams.agents.metering import Metering
-from streams.alerts import NOTICE_TEXT
 from streams.app import create_app
 from streams.boundary import Boundary
-from streams.metering import MeterState
+from streams.metering import agent as metering
+from streams.metering.handler import Metering
+from streams.metering.outputs import NOTICE_TEXT
+from streams.metering.state import MeterState, state_from_bytes
 from tests.streams.streams_fakes import (
     NOW,
     OTHER,
@@ -362,7 +362,7 @@ async def test_the_faust_agent_meters_through_the_table(settings: Settings) -> N
             await test_agent.put(payload, key=TENANT.encode(), partition=1)
         await test_agent.put(b"junk", key=TENANT.encode(), partition=1)
         await _until(lambda: len(producer.on(Topic.INBOUND_DLQ)) == 1)
-    state = metering.state_from_bytes(table.get(TENANT))
+    state = state_from_bytes(table.get(TENANT))
     assert state.count == 2
     assert state.last_offset == {1: 2}
     assert [a["count_in_period"] for a in producer.on(Topic.ADMITTED)] == [1, 2]
@@ -406,8 +406,8 @@ async def test_a_batch_writes_each_tenant_to_its_own_partition(settings: Setting
     assert changelog and all(partition == homes[key] for partition, key in changelog)
     assert {key for _, key in changelog} == {TENANT, OTHER}
     assert len(changelog) < 8 and flushes < 8  # grouped: fewer writes and flushes than events
-    assert metering.state_from_bytes(table.get(TENANT)).count == 4
-    assert metering.state_from_bytes(table.get(OTHER)).count == 4
+    assert state_from_bytes(table.get(TENANT)).count == 4
+    assert state_from_bytes(table.get(OTHER)).count == 4
 
 
 async def _until(done: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -13,9 +13,10 @@ import pytest
 
 from common.consumer import Event
 from common.topics import Topic
-from streams.agents.metering import ChangelogAcks, Metering, state_bytes, state_from_bytes
 from streams.boundary import Boundary
-from streams.metering import RECENT_EVENTS, MeterState
+from streams.metering.faust_private import ChangelogAcks
+from streams.metering.handler import Metering
+from streams.metering.state import RECENT_EVENTS, MeterState, state_bytes, state_from_bytes
 from tests.streams.streams_fakes import (
     NOW,
     OTHER,

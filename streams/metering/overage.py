@@ -1,7 +1,7 @@
 """Releasing held messages, as pure functions over one tenant's state.
 
 Held messages wait in the tenant's queue (PostgreSQL `held_messages`, ordered by `seq`;
-see `streams.held_store`). The state remembers how many are held and the `seq` up to which
+see `streams.metering.held_store`). The state remembers how many are held and the `seq` up to which
 they are released, so the queue rows still held are exactly those after `released_seq`:
 releases always take a prefix of the queue, which keeps the original order.
 
@@ -22,18 +22,8 @@ from datetime import datetime
 from common.directory import Tenant
 from common.tenant_status import SUSPENDED
 from common.timeconv import to_ms
-from streams.metering import (
-    RECENT_EVENTS,
-    MeterState,
-    Outcome,
-    Release,
-    Verdict,
-    check_tenant,
-    hard_alert,
-    in_period,
-    soft_alert,
-    with_alerts,
-)
+from streams.metering.decide import check_tenant, hard_alert, in_period, soft_alert, with_alerts
+from streams.metering.state import RECENT_EVENTS, MeterState, Outcome, Release, Verdict
 
 #: At most this many queue rows are read and released in one state write.
 RELEASE_BATCH = 500
