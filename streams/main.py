@@ -24,7 +24,8 @@ from common.kafka import EventProducer, create_topics
 from common.settings import Settings
 from common.signals import on_stop_signals
 from common.telemetry import serve_metrics
-from streams.agents import alert_mail
+from streams.alerts import agent as alert_mail
+from streams.alerts.mailer import AlertMailer, PgAlertLedger, SmtpMailer
 from streams.app import create_app
 from streams.boundary import Producer
 from streams.gauges import gauge_reporting
@@ -32,7 +33,6 @@ from streams.metering import agent as metering
 from streams.metering.core import Tenants
 from streams.metering.held_store import HeldQueue, PgHeldQueue
 from streams.metering.release_watch import ReleaseWatch
-from streams.notifications import AlertMailer, PgAlertLedger, SmtpMailer
 from streams.sessions import agent as session_sync
 from streams.sessions.store import PgSessionsStore, SessionsStore
 from streams.usage import agent as usage_sink

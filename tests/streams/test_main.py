@@ -13,10 +13,10 @@ import faust
 import pytest
 
 from common.settings import Settings
-from streams.agents import alert_mail
+from streams.alerts import agent as alert_mail
+from streams.alerts.mailer import AlertMailer
 from streams.main import build_app, changelog_topics, serve
 from streams.metering import agent as metering
-from streams.notifications import AlertMailer
 from streams.sessions import agent as session_sync
 from streams.sessions.store import Increments, SessionRow
 from streams.usage import agent as usage_sink

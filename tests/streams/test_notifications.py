@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from common.errors import InvalidEvent, RetryableError
 from common.settings import Settings
 from devstack._proc import free_port
-from streams.notifications import AlertMailer, SmtpMailer, alert_email
+from streams.alerts.mailer import AlertMailer, SmtpMailer, alert_email
 
 ALERT = {
     "alert_id": "t1:1793577600000:hard",

@@ -1,5 +1,5 @@
 """Alert mail agent: consumes quota.alerts → one email per alert to the tenant owner
-(`streams.notifications`: recorded in `quota_alerts`, sent through the SMTP relay once).
+(`streams.alerts.mailer`: recorded in `quota_alerts`, sent through the SMTP relay once).
 
 A relay that is down is retried with backoff (this agent waits; metering does not); a
 permanent refusal is logged and counted (quota.alerts has no dead-letter topic).
@@ -15,8 +15,8 @@ from faust.types import AgentT
 from common.consumer import Event
 from common.settings import Settings
 from common.topics import Topic
+from streams.alerts.mailer import AlertMailer
 from streams.boundary import Boundary, Producer
-from streams.notifications import AlertMailer
 from streams.topics import decode, source_topic, to_event
 
 STAGE = "alert-mail"
