@@ -7,16 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
 from common.consumer import Event
 from common.topics import Topic
 from streams.boundary import Boundary
-from streams.metering.faust_private import ChangelogAcks
 from streams.metering.handler import Metering
-from streams.metering.state import RECENT_EVENTS, MeterState, state_bytes, state_from_bytes
+from streams.metering.state import RECENT_EVENTS, MeterState
 from tests.streams.streams_fakes import (
     NOW,
     OTHER,
@@ -257,70 +255,6 @@ async def test_an_empty_batch_does_nothing() -> None:
     rig = Rig()
     await rig.batch([])
     assert rig.producer.sent == [] and rig.durable.calls == 0
-
-
-def test_the_table_value_is_compact_json_and_reads_back() -> None:
-    state = MeterState(period_start_ms=5, count=2, last_offset={1: 7})
-    raw = state_bytes(state)
-    assert raw.startswith(b'{"period_start":5,"count":2,')
-    assert state_from_bytes(raw) == state
-    assert state_from_bytes(None) == MeterState()
-    assert state_from_bytes(state.to_json()) == state  # what the json serializer returned
-
-
-class FakeChangelog:
-    """A table's send_changelog: futures the test resolves like broker acks."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[Any, Any, asyncio.Future[None]]] = []
-
-    def send_changelog(self, partition: int | None, key: Any, value: Any) -> Any:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.sent.append((key, value, future))
-        return future
-
-
-async def test_changelog_acks_wait_for_every_write_and_resend_a_lost_latest_value() -> None:
-    table = FakeChangelog()
-    acks = ChangelogAcks(table)
-    table.send_changelog(0, "a", b"1")
-    table.send_changelog(0, "b", b"1")
-    table.send_changelog(0, "a", b"2")
-    waiting = asyncio.ensure_future(acks.wait())
-    await asyncio.sleep(0)  # sleep-ok: let it start waiting (a deliberate yield, not a delay)
-    assert not waiting.done()
-    for i, (_, _, future) in enumerate(table.sent):
-        if i == 1:
-            future.set_exception(OSError("lost"))
-        else:
-            future.set_result(None)
-    with pytest.raises(OSError):
-        await waiting
-    assert [(k, v) for k, v, _ in table.sent[3:]] == [("b", b"1")]  # sent again
-    retry = asyncio.ensure_future(acks.wait())
-    await asyncio.sleep(0)  # sleep-ok: a deliberate yield, as above
-    assert not retry.done()
-    table.sent[3][2].set_result(None)
-    await retry
-    await acks.wait()  # nothing pending
-
-
-async def test_a_cancelled_wait_leaves_the_writes_pending_and_uncancelled() -> None:
-    table = FakeChangelog()
-    acks = ChangelogAcks(table)
-    table.send_changelog(0, "a", b"1")
-    waiting = asyncio.ensure_future(acks.wait())
-    await asyncio.sleep(0)  # sleep-ok: a deliberate yield, as above
-    waiting.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiting
-    future = table.sent[0][2]
-    assert not future.cancelled()
-    again = asyncio.ensure_future(acks.wait())
-    await asyncio.sleep(0)  # sleep-ok: a deliberate yield, as above
-    assert not again.done()
-    future.set_result(None)
-    await again
 
 
 async def test_parsed_states_are_kept_until_partitions_move() -> None:
