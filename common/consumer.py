@@ -53,6 +53,9 @@ class Event:
     key: bytes | None
     raw: bytes
     value: dict[str, Any] = field(default_factory=dict)
+    #: Why the record could not be decoded (or its lane found); such an event is
+    #: dead-lettered without reaching the handler.
+    error: str | None = None
 
 
 @dataclass
@@ -172,7 +175,7 @@ class KafkaWorker:
             lane = self._lane_of(event)
         except (codec.CodecError, KeyError, TypeError) as err:
             lane = f"invalid:{event.partition}"
-            event.value = {"__invalid__": str(err)}
+            event.error = str(err)
         queue = self._lanes.get(lane)
         if queue is None:
             queue = self._lanes[lane] = asyncio.Queue()
@@ -202,8 +205,8 @@ class KafkaWorker:
         attempt = 0
         while True:
             try:
-                if "__invalid__" in event.value:
-                    raise InvalidEvent(f"undecodable: {event.value['__invalid__']}")
+                if event.error is not None:
+                    raise InvalidEvent(f"undecodable: {event.error}")
                 await self._handler(event)
                 EVENTS_PROCESSED.labels(self.stage, "ok").inc()
                 self._breaker.record(False)

@@ -28,6 +28,9 @@ class Topic(StrEnum):
     CHANNEL_STATUSES = "channel.statuses"
     CHANNEL_STATUSES_DLQ = "channel.statuses.dlq"
     RELEASES = "quota.releases"
+    USAGE_DLQ = "usage.records.dlq"
+    ALERTS_DLQ = "quota.alerts.dlq"
+    RELEASES_DLQ = "quota.releases.dlq"
 
     @property
     def schema(self) -> str:

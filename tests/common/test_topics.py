@@ -24,3 +24,11 @@ def test_dead_letter_topics_have_no_dead_letter_topic() -> None:
     for topic in Topic:
         if topic.value.endswith(".dlq"):
             assert topic.dlq is None
+
+
+def test_every_consumed_topic_has_a_dead_letter_topic() -> None:
+    """An event no consumer can process goes somewhere an operator can replay it from:
+    only the dead-letter topics themselves (read by operators) have none."""
+    for topic in Topic:
+        if not topic.value.endswith(".dlq"):
+            assert topic.dlq is not None, topic

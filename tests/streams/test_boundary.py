@@ -57,7 +57,7 @@ async def test_an_unencodable_output_is_dead_lettered_not_retried() -> None:
 async def test_a_topic_without_dead_letter_topic_only_counts() -> None:
     producer = FakeProducer()
     boundary = Boundary("stage", producer, sleep=RecordingSleep())
-    event = Event(Topic.USAGE, 0, 0, b"k", b"")
+    event = Event(Topic.USAGE_DLQ, 0, 0, b"k", b"")  # only dead-letter topics have none
 
     async def invalid(_: Event) -> None:
         raise InvalidEvent("nope")
@@ -139,3 +139,16 @@ async def test_a_stream_that_ends_or_fails_ends_the_batches() -> None:
     with pytest.raises(RuntimeError, match="crashed"):
         async for _ in batches(Broken()):
             pass
+
+
+async def test_an_invalid_usage_record_goes_to_its_dead_letter_topic() -> None:
+    producer = FakeProducer()
+    boundary = Boundary("stage", producer, sleep=RecordingSleep())
+    event = Event(Topic.USAGE, 0, 7, b"k", b"raw")
+
+    async def invalid(_: Event) -> None:
+        raise InvalidEvent("nope")
+
+    assert await boundary.process(event, invalid) == "dead_letter"
+    [dead] = producer.on(Topic.USAGE_DLQ)
+    assert (dead["source_offset"], dead["payload"], dead["reason"]) == (7, b"raw", "nope")

@@ -278,7 +278,9 @@ async def test_unknown_tenant_reloads_the_directory_once_then_dead_letters() -> 
     assert dead[0]["reason"] == "unknown tenant"
     assert dead[0]["stage"] == "metering"
     assert OTHER not in rig.table
-    assert await rig.request_release(tenant_id=OTHER) == "dead_letter"  # no DLQ topic: logged
+    assert await rig.request_release(tenant_id=OTHER) == "dead_letter"
+    [released] = rig.producer.on(Topic.RELEASES_DLQ)
+    assert released["reason"] == "unknown tenant"
 
 
 async def test_a_tenant_created_a_moment_ago_is_found_after_a_reload() -> None:
