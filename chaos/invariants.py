@@ -20,7 +20,7 @@ from chaos.plan import Plan, Windows
 from common.settings import Settings
 from common.topics import Topic
 from control.dlq import DLQ_TOPICS, read_dead_letters
-from tests.integration.quota_rig import read_topic, sql
+from devstack.probes import read_topic, sql
 
 TOKEN = re.compile(r"chaos-(\d+)")
 TOKEN_BYTES = re.compile(rb"chaos-(\d+)")

@@ -24,8 +24,7 @@ from common.topics import Topic
 from control.processes import ServiceGroup
 from devstack import Stack
 from devstack._proc import port_open
-from tests.integration.quota_rig import group_lag
-from tests.integration.waiting import eventually
+from devstack.probes import eventually, group_lag
 
 PRIME = 3  # one message per channel first: the pipeline is up when they are answered
 PROGRESS_EVERY_S = 10.0

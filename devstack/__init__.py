@@ -6,6 +6,8 @@
 - :mod:`devstack.stub_llm`: :class:`StubLLM`, an OpenAI-compatible SSE stub.
 - :mod:`devstack.netns`: loopback-only network namespace helpers.
 - :mod:`devstack.stack`: :class:`Stack`, all three together (pytest session fixtures).
+- :mod:`devstack.probes`: :func:`eventually` and reading a running pipeline back (topics,
+  rows, group lag), for the integration tests, ``chaos/`` and the benchmarks.
 
 CLI: ``python -m devstack {fetch,up,netns} --help``. Downloads are cached in
 ``$OPENCLAW_SAAS_CACHE`` (default ``~/.cache/openclaw-saas``).

@@ -15,16 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import fastavro
 import yaml
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from schemas import SCHEMA_DIR
+from schemas.types import BY_SCHEMA
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
+R = TypeVar("R")
 
 
 class CodecError(ValueError):
@@ -103,6 +105,15 @@ def decode(payload: bytes, expect: str | None = None) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise CodecError(f"{s.name} payload is not a record")
     return record
+
+
+def decode_as(payload: bytes, kind: type[R]) -> R:
+    """`decode`, expecting the schema of `kind`, a TypedDict of schemas.types:
+    ``decode_as(payload, InboundMessage)``."""
+    name = next((stem for stem, cls in BY_SCHEMA.items() if cls is kind), None)
+    if name is None:
+        raise TypeError(f"{kind!r} is not a record type of schemas.types")
+    return cast(R, decode(payload, expect=name))
 
 
 def writer_schema(payload: bytes) -> Schema:

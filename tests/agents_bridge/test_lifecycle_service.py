@@ -17,10 +17,10 @@ from common.consumer import Event
 from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
+from devstack.probes import eventually
 from ingress.stripe import lifecycle_record
 from schemas import codec
 from tests.ingress.ingress_fakes import FakeProducer
-from tests.integration.waiting import eventually
 from tests.stripe_events import T0, checkout_completed, invoice
 
 TENANT = "5b1f7f8e-2f0a-4c1e-9a51-0d8f6f3b2c11"

@@ -46,12 +46,12 @@ from common.telemetry import GATEWAY_TOOL_POLICY
 from control.processes import ServiceGroup
 from devstack._proc import free_port
 from devstack.docker_engine import DockerEngine, engine_problem, ensure_gateway_image
+from devstack.probes import eventually
 from devstack.stub_llm import StubLLM
 from devstack.telegram_api import TelegramApiStandIn
 from ingress.main import run as run_ingress
 from ingress.stripe import tenant_id_for
 from streams.metering.outputs import NOTICE_TEXT
-from tests.integration.waiting import eventually
 from tests.stripe_events import (
     WEBHOOK_SECRET,
     body_of,

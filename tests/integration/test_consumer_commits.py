@@ -15,8 +15,8 @@ from common.errors import InvalidEvent
 from common.kafka import EventProducer
 from common.settings import Settings
 from common.topics import Topic
+from devstack.probes import eventually
 from schemas import codec
-from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -31,8 +31,8 @@ from control.processes import ServiceError, ServiceGroup
 from control.tenants import NewTenant, create_tenant
 from devstack import Stack
 from devstack._proc import free_port, port_open
+from devstack.probes import eventually
 from devstack.smtp_relay import Relayed, RelaySink
-from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
 SERVICES = ("smtp", "streams", "forwarder", "delivery")

@@ -57,8 +57,8 @@ from devstack import Stack
 from devstack import whatsapp_payloads as wa
 from devstack._proc import free_port
 from devstack.graph_api import GraphApiStandIn
+from devstack.probes import eventually
 from devstack.telegram_api import TelegramApiStandIn
-from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
 SERVICES = ("ingress", "streams", "forwarder", "delivery")

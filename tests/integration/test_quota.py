@@ -22,16 +22,9 @@ from common.settings import Settings
 from common.topics import Topic
 from control.processes import ServiceGroup
 from control.usage import request_release, usage_show
+from devstack.probes import eventually, read_topic, sql
 from devstack.smtp_relay import RelaySink
-from tests.integration.quota_rig import (
-    ensure_plan,
-    inbound,
-    new_tenant,
-    produce,
-    read_topic,
-    sql,
-)
-from tests.integration.waiting import eventually
+from tests.integration.quota_rig import ensure_plan, inbound, new_tenant, produce
 
 pytestmark = pytest.mark.integration
 PLAN = "test-5"

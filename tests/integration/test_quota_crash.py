@@ -23,19 +23,9 @@ from confluent_kafka.admin import AdminClient
 from common.settings import Settings
 from common.topics import Topic
 from control.processes import ServiceGroup
+from devstack.probes import eventually, group_lag, probe_consumer, read_topic, sql, watermarks
 from devstack.smtp_relay import RelaySink
-from tests.integration.quota_rig import (
-    ensure_plan,
-    group_lag,
-    inbound,
-    new_tenant,
-    probe_consumer,
-    produce,
-    read_topic,
-    sql,
-    watermarks,
-)
-from tests.integration.waiting import eventually
+from tests.integration.quota_rig import ensure_plan, inbound, new_tenant, produce
 
 pytestmark = pytest.mark.integration
 PER_TENANT = 200

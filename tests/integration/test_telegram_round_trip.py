@@ -21,8 +21,8 @@ from common.settings import Settings
 from control.processes import ServiceGroup
 from control.tenants import NewTenant, create_tenant
 from devstack import Stack
+from devstack.probes import eventually
 from devstack.telegram_api import TelegramApiStandIn
-from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
 SERVICES = ("ingress", "streams", "forwarder", "delivery")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[at
 from common.kafka import create_topics, ensure_topics
 from common.settings import Settings
 from common.topics import Topic
+from devstack.probes import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -23,16 +24,18 @@ def test_ensure_topics_created_every_topic_once(settings: Settings) -> None:
         assert len(topics[settings.topic(topic.value)].partitions) == settings.topic_partitions
 
 
-def test_create_topics_applies_partitions_and_config(settings: Settings) -> None:
+async def test_create_topics_applies_partitions_and_config(settings: Settings) -> None:
     name = settings.topic("changelog-probe")
     wanted = {name: 2}
     assert create_topics(settings, wanted, config={"cleanup.policy": "compact"}) == [name]
     assert create_topics(settings, wanted, config={"cleanup.policy": "compact"}) == []
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    deadline = time.monotonic() + 30
-    while not (partitions := admin.list_topics(name, timeout=15).topics[name].partitions):
-        assert time.monotonic() < deadline, "the new topic never showed in the metadata"
-        time.sleep(0.1)  # sleep-ok: deadline poll (the metadata catches up)
+
+    async def partitions_shown() -> dict[int, Any]:  # the metadata catches up
+        shown: dict[int, Any] = admin.list_topics(name, timeout=15).topics[name].partitions
+        return shown
+
+    partitions = await eventually(partitions_shown, timeout=30, what="the new topic's metadata")
     assert len(partitions) == 2
     resource = ConfigResource(ConfigResource.Type.TOPIC, name)
     configs = admin.describe_configs([resource])[resource].result(timeout=30)

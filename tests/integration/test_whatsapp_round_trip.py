@@ -26,7 +26,7 @@ from control.whatsapp import WhatsAppNumber, bind_whatsapp
 from devstack import Stack
 from devstack import whatsapp_payloads as wa
 from devstack.graph_api import GraphApiStandIn
-from tests.integration.waiting import eventually
+from devstack.probes import eventually
 
 pytestmark = pytest.mark.integration
 SERVICES = ("ingress", "streams", "forwarder", "delivery")

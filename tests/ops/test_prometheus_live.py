@@ -22,8 +22,8 @@ from control.processes import ServiceGroup
 from control.tenants import NewTenant, create_tenant
 from devstack import Stack
 from devstack._proc import free_port
+from devstack.probes import eventually
 from devstack.telegram_api import ApiCall, TelegramApiStandIn
-from tests.integration.waiting import eventually
 from tests.ops.prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.integration

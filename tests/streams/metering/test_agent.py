@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +9,7 @@ import pytest
 
 from common.settings import Settings
 from common.topics import Topic
+from devstack.probes import eventually
 from schemas import codec
 from streams.app import create_app
 from streams.metering import agent as metering
@@ -101,10 +100,11 @@ async def test_a_batch_writes_each_tenant_to_its_own_partition(settings: Setting
 
 async def _until(done: Callable[[], bool], timeout: float = 10.0) -> None:
     """Let the agent run until `done()` (a deadline, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "the agent did not get there in time"
-        await asyncio.sleep(0.01)  # sleep-ok: deadline poll
+
+    async def probe() -> bool:
+        return done()
+
+    await eventually(probe, timeout=timeout, what="the agent to get there", interval=0.01)
 
 
 def test_the_table_is_named_for_the_app_and_partitioned_like_the_source(

@@ -10,8 +10,8 @@ from typing import Any
 
 from common.directory import Tenant
 from common.topics import Topic
+from devstack.probes import eventually
 from streams.metering.release_watch import ReleaseWatch, allowance, changed
-from tests.integration.waiting import eventually
 from tests.streams.streams_fakes import OTHER, PERIOD_END, TENANT, FakeProducer, tenant
 
 

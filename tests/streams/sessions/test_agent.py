@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +12,7 @@ import pytest
 from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
+from devstack.probes import eventually
 from schemas import codec
 from streams.app import create_app
 from streams.boundary import Boundary
@@ -210,10 +209,11 @@ async def test_the_faust_agent_writes_through_the_store() -> None:
         for record in conversation():
             payload = codec.encode("session_event", record)
             await test_agent.put(payload, key=TENANT.encode(), partition=0, wait=False)
-        deadline = time.monotonic() + 10
-        while len(store.messages) < 4:  # a deadline, not a fixed sleep
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)  # sleep-ok: deadline poll
+
+        async def all_written() -> bool:
+            return len(store.messages) >= 4
+
+        await eventually(all_written, timeout=10, what="the four session rows", interval=0.01)
     assert sorted(store.messages) == ["e0", "e1", "e2", "reply:e0"]
     assert len(store.batches) < 4  # queued together, written together
 
