@@ -17,7 +17,7 @@ from common.consumer import Event
 from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
-from ingress.stripe import lifecycle_record
+from ingress.stripe_payload import lifecycle_record
 from schemas import codec
 from tests.ingress.ingress_fakes import FakeProducer
 from tests.integration.waiting import eventually

@@ -49,7 +49,7 @@ from devstack.docker_engine import DockerEngine, engine_problem, ensure_gateway_
 from devstack.stub_llm import StubLLM
 from devstack.telegram_api import TelegramApiStandIn
 from ingress.main import run as run_ingress
-from ingress.stripe import tenant_id_for
+from ingress.stripe_payload import tenant_id_for
 from streams.alerts import NOTICE_TEXT
 from tests.integration.waiting import eventually
 from tests.stripe_events import (
