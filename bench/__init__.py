@@ -1,5 +1,5 @@
 """`make bench`: the pipeline's figures on the real broker and database, each beside a bare
-baseline measured in the same run (README, "Benchmarks").
+baseline measured in the same run (docs/benchmarks.md).
 
 - `bench.__main__`: the run: servers, tenants, then the phases, a table, bench/results.json;
 - `bench.world`: the devstack servers, settings per phase, 1,000 tenants, the services;

@@ -1,4 +1,4 @@
-"""`python -m bench` (what `make bench` runs): every figure of README "Benchmarks".
+"""`python -m bench` (what `make bench` runs): every figure of docs/benchmarks.md.
 
 Starts a durable PostgreSQL and a Kafka broker (devstack), the stub gateway, 1,000 tenants,
 then runs the phases in turn, each on its own topic prefix: ingress (whose updates feed)

@@ -1,19 +1,22 @@
-"""The one route table, plus the probes and the metrics endpoint."""
+"""The one route table: the channels, the probes and the metrics endpoint.
+
+Every channel module registers its own paths and app state the same way, `setup(app)`.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from ingress import stripe, whatsapp
-from ingress.telegram import telegram_webhook
+from ingress import stripe, telegram, whatsapp
 from ingress.typedefs import DIRECTORY, LIFECYCLE
+
+CHANNELS = (telegram, stripe, whatsapp)
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/webhooks/telegram/{bot_id}", telegram_webhook)
-    stripe.setup(app)
-    whatsapp.setup(app)
+    for channel in CHANNELS:
+        channel.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -4,6 +4,7 @@ The order matters: the bot must be known and the secret token right before the b
 even read; the update is acknowledged only after the broker acknowledged the event.
 Tenants that are suspended or deleted still have their messages produced: metering
 decides what happens to them (held, not forwarded), and Telegram must not pile up retries.
+The pure half (parsing an update, building the record) is `ingress.telegram_payload`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from common.errors import KafkaUnavailable
 from common.telemetry import INGRESS_DUPLICATES
 from common.topics import Topic
 from ingress.middlewares import ApiError, read_body
-from ingress.normalize import CHANNEL, Ignored, MalformedUpdate, normalize, parse_update
 from ingress.outcomes import Outcome, counted
 from ingress.signatures import TELEGRAM_SECRET_HEADER, telegram_secret_ok
+from ingress.telegram_payload import CHANNEL, Ignored, MalformedUpdate, normalize, parse_update
 from ingress.typedefs import DIRECTORY, PRODUCER, RECENT_UPDATES, SETTINGS
 from ingress.unavailable import unavailable
 
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 # Telegram waits 60 s for an answer; the broker must acknowledge well within that.
 SEND_TIMEOUT_S = 10.0
 _BOT_ID = re.compile(r"[0-9]{1,20}")
+PATH = "/webhooks/telegram/{bot_id}"
+
+
+def setup(app: web.Application) -> None:
+    """Register the route on the ingress app.
+
+    The duplicate memory is the app's RECENT_UPDATES (set by `create_app`, which lets
+    tests pass their own).
+    """
+    app.router.add_post(PATH, telegram_webhook)
 
 
 @counted(CHANNEL)

@@ -28,7 +28,7 @@ A body with no `messages` change (another webhook field) names no number and can
 verified; it is acknowledged (200, counted `ignored`) and nothing is acted on.
 
 Statuses are not written to PostgreSQL here: the hot path only produces them, and the
-status recorder (agents_bridge/status_recorder.py) writes them in its own process.
+status recorder (agents_bridge/deliver/statuses.py) writes them in its own process.
 """
 
 from __future__ import annotations

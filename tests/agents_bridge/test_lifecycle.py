@@ -19,7 +19,7 @@ from agents_bridge.lifecycle import (
     failing_since,
     merge,
 )
-from ingress.stripe import lifecycle_record
+from ingress.stripe_payload import lifecycle_record
 from tests.stripe_events import DAY, T0, checkout_completed, invoice, subscription
 
 POLICY = Policy(grace=timedelta(days=7), delete_after=timedelta(days=30))

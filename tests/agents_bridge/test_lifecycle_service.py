@@ -18,7 +18,7 @@ from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
 from devstack.probes import eventually
-from ingress.stripe import lifecycle_record
+from ingress.stripe_payload import lifecycle_record
 from schemas import codec
 from tests.ingress.ingress_fakes import FakeProducer
 from tests.stripe_events import T0, checkout_completed, invoice

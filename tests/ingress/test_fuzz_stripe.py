@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.settings import Secret, Settings
-from ingress.stripe import HANDLED_TYPES, tenant_id_for
+from ingress.stripe_payload import HANDLED_TYPES, tenant_id_for
 from schemas import codec
 from tests.fuzzing import (
     damaged,

@@ -53,3 +53,13 @@ async def test_metrics_exposes_the_ingress_counters(client: Client) -> None:
     text = await resp.text()
     assert 'ingress_requests_total{channel="telegram",outcome="rejected"}' in text
     assert 'ingress_rejections_total{channel="telegram",reason="unknown_bot"}' in text
+
+
+async def test_every_channel_webhook_is_routed(client: Client) -> None:
+    routes = {(route.method, route.resource.canonical) for route in client.app.router.routes()}
+    assert {
+        ("POST", "/webhooks/telegram/{bot_id}"),
+        ("POST", "/webhooks/stripe"),
+        ("GET", "/webhooks/whatsapp"),
+        ("POST", "/webhooks/whatsapp"),
+    } <= routes

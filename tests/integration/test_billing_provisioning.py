@@ -50,7 +50,7 @@ from devstack.probes import eventually
 from devstack.stub_llm import StubLLM
 from devstack.telegram_api import TelegramApiStandIn
 from ingress.main import run as run_ingress
-from ingress.stripe import tenant_id_for
+from ingress.stripe_payload import tenant_id_for
 from streams.metering.outputs import NOTICE_TEXT
 from tests.stripe_events import (
     WEBHOOK_SECRET,

@@ -17,7 +17,7 @@ from agents_bridge.units_store import UnitStore
 from common.errors import InvalidEvent
 from common.settings import Settings
 from control.tenant_status import show_tenant
-from ingress.stripe import lifecycle_record, tenant_id_for
+from ingress.stripe_payload import lifecycle_record, tenant_id_for
 from tests.stripe_events import DAY, checkout_completed, invoice, subscription
 
 pytestmark = pytest.mark.integration

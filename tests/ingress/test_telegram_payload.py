@@ -1,4 +1,4 @@
-"""normalize.py: Telegram update → InboundMessage record, or the reason it is ignored."""
+"""telegram_payload.py: Telegram update → InboundMessage record, or the reason it is ignored."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ingress.normalize import Ignored, MalformedUpdate, Update, normalize, parse_update
+from ingress.telegram_payload import Ignored, MalformedUpdate, Update, normalize, parse_update
 from schemas import codec
 from tests.ingress.ingress_fakes import text_update
 
