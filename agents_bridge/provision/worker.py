@@ -1,16 +1,5 @@
-"""`openclaw-saas run provisioner`: tenants.lifecycle → PostgreSQL → Docker.
-
-For each billing fact (a TenantLifecycle record from the Stripe webhook), in one lane per
-tenant: apply it (dedup by event id, facts merged by the objects' own timestamps, status
-decided at the clock's now; `BillingStore`), announce a status change on tenants.lifecycle
-(`billing_event = "decision"`; the `payment_failed` one is the owner's notice, carrying the
-owner's email and the grace deadline), then converge the gateway (`Provisioner`). The
-offset is committed only after all of that, so a crash replays the event and the repeat
-converges. A ticker re-decides tenants whose status the clock alone changes (grace over,
-deletion due), and re-converges the gateways whose live tool policy did not read back.
-The first tick gives every running gateway the current openclaw.json and reads its tool
-policy back (`Provisioner.recheck`): none stays on an older policy. The clock is
-injectable: tests move it by hand.
+"""The provisioner process: `LifecycleService` (the tenants.lifecycle handler and the clock
+ticker), its consumer, and `run_provisioner`; the flow is told in `agents_bridge.provision`.
 """
 
 from __future__ import annotations
@@ -24,11 +13,11 @@ from typing import Protocol
 
 import docker
 
-from agents_bridge.billing_store import BillingStore, Outcome
-from agents_bridge.channel_setup import TelegramWebhooks
-from agents_bridge.lifecycle import Fact, announcement, to_datetime
-from agents_bridge.provisioner import Provisioner, TenantSpec
-from agents_bridge.units_store import UnitStore
+from agents_bridge.provision.billing_store import BillingStore, Outcome
+from agents_bridge.provision.channel_setup import TelegramWebhooks
+from agents_bridge.provision.lifecycle import Fact, announcement, to_datetime
+from agents_bridge.provision.provisioner import Provisioner, TenantSpec
+from agents_bridge.provision.units_store import UnitStore
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent
 from common.kafka import EventProducer, EventSink

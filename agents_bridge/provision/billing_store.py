@@ -21,8 +21,8 @@ from cryptography.exceptions import InvalidTag
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from agents_bridge.gateway_config import PlanLimits
-from agents_bridge.lifecycle import (
+from agents_bridge.provision.gateway_config import PlanLimits
+from agents_bridge.provision.lifecycle import (
     Decision,
     Fact,
     Facts,
@@ -32,7 +32,7 @@ from agents_bridge.lifecycle import (
     merge,
     to_datetime,
 )
-from agents_bridge.provisioner import TenantSpec
+from agents_bridge.provision.provisioner import TenantSpec
 from common.errors import InvalidEvent
 from common.secrets import SecretBox
 from common.settings import Settings

@@ -33,9 +33,9 @@ from typing import Any
 import docker
 from docker.models.containers import Container
 
-from agents_bridge import gateway_config as gc
-from agents_bridge import policy_check
-from agents_bridge.units_store import Unit, UnitStore
+from agents_bridge.provision import gateway_config as gc
+from agents_bridge.provision import policy_check
+from agents_bridge.provision.units_store import Unit, UnitStore
 from common.errors import RetryableError
 from common.settings import Settings
 from common.telemetry import GATEWAY_TOOL_POLICY

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agents_bridge.billing_store import Outcome
-from agents_bridge.gateway_config import PlanLimits
-from agents_bridge.lifecycle import Decision, Fact, Status
-from agents_bridge.lifecycle_service import LifecycleService
-from agents_bridge.provisioner import TenantSpec
+from agents_bridge.provision.billing_store import Outcome
+from agents_bridge.provision.gateway_config import PlanLimits
+from agents_bridge.provision.lifecycle import Decision, Fact, Status
+from agents_bridge.provision.provisioner import TenantSpec
+from agents_bridge.provision.worker import LifecycleService
 from common.consumer import Event
 from common.errors import InvalidEvent
 from common.settings import Settings

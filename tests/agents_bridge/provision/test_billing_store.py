@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from agents_bridge.billing_store import BillingStore, agent_id_for
-from agents_bridge.lifecycle import Fact
-from agents_bridge.units_store import UnitStore
+from agents_bridge.provision.billing_store import BillingStore, agent_id_for
+from agents_bridge.provision.lifecycle import Fact
+from agents_bridge.provision.units_store import UnitStore
 from common.errors import InvalidEvent
 from common.settings import Settings
 from control.tenant_status import show_tenant

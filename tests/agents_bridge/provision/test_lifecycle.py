@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents_bridge.lifecycle import (
+from agents_bridge.provision.lifecycle import (
     Fact,
     Facts,
     Policy,

@@ -6,7 +6,7 @@ import io
 import json
 import tarfile
 
-from agents_bridge import gateway_config as gc
+from agents_bridge.provision import gateway_config as gc
 from common import agent_policy
 from common.settings import Secret, Settings
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agents_bridge.policy_check import classify, read_policy
+from agents_bridge.provision.policy_check import classify, read_policy
 from common.agent_policy import PROBE_TOOLS, public_agent_config
 from common.errors import RetryableError
 

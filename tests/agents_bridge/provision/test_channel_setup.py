@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agents_bridge.channel_setup import TelegramWebhooks
+from agents_bridge.provision.channel_setup import TelegramWebhooks
 from common.errors import RetryableError
 from common.settings import Settings
 from devstack.telegram_api import TelegramApiStandIn
