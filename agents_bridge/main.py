@@ -1,7 +1,7 @@
 """Entry points of the bridge's two workers, each run until SIGTERM/SIGINT.
 
 - `run_forwarder(settings)`: messages.admitted → gateway → messages.outbound, session.events,
-  usage.records (`agents_bridge.forwarder`);
+  usage.records (`agents_bridge.forward`);
 - `run_delivery(settings)`: messages.outbound → Telegram, WhatsApp, email
   (`agents_bridge.delivery`), and beside it channel.statuses → PostgreSQL
   (`agents_bridge.status_recorder`).
@@ -21,14 +21,15 @@ from typing import Protocol
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from agents_bridge import delivery, forwarder, status_recorder, whatsapp_delivery
+from agents_bridge import delivery, status_recorder, whatsapp_delivery
 from agents_bridge.channels import WorkerGroup
 from agents_bridge.deliveries import PgDeliveryLog
 from agents_bridge.email_drafts import DraftStore
 from agents_bridge.email_sender import EmailSender
-from agents_bridge.gateway_client import GatewayClient
+from agents_bridge.forward import worker as forwarder
+from agents_bridge.forward.gateway_client import GatewayClient
+from agents_bridge.forward.typing_indicator import TelegramTyping
 from agents_bridge.telegram_sender import TelegramSender
-from agents_bridge.typing_indicator import TelegramTyping
 from common.db import open_pool
 from common.directory import Directory
 from common.kafka import EventProducer

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents_bridge.deliveries import FAILED, DeliveryResult
-from agents_bridge.gateway_client import GatewayReply, GatewayTarget
+from agents_bridge.forward.gateway_client import GatewayReply, GatewayTarget
 from common.consumer import Event
 from common.directory import TelegramBinding, Tenant
 from common.errors import KafkaUnavailable

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agents_bridge.gateway_client import session_user
+from agents_bridge.forward.gateway_client import session_user
 from agents_bridge.provision.policy_check import read_policy
 from common.settings import Settings
 from control.processes import ServiceGroup

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from agents_bridge.forwarder import PROVISIONING_WAIT_S, Forwarder, conversation_lane
-from agents_bridge.gateway_client import (
+from agents_bridge.forward.gateway_client import (
     GatewayRejected,
     GatewayReply,
     GatewayUnavailable,
 )
+from agents_bridge.forward.worker import PROVISIONING_WAIT_S, Forwarder, conversation_lane
 from common.errors import InvalidEvent, KafkaUnavailable, RetryableError
 from common.settings import Settings
 from common.topics import Topic

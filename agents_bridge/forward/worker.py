@@ -1,28 +1,5 @@
-"""consumes messages.admitted → calls the tenant's OpenClaw gateway → produces
-messages.outbound (the reply), session.events (message_out) and usage.records (tokens).
-
-Flow control: the worker's lane is the conversation (`tenant:channel:conversation`), so one
-conversation has at most one gateway request in flight and its turns stay in order (the
-gateway fails racing first turns of a new session). Different conversations run
-concurrently, but each tenant holds at most `settings.gateway_concurrency_per_tenant`
-requests, so one slow tenant cannot take every in-flight slot of the worker.
-
-Failure handling: an unknown tenant, a tenant without a gateway, or a gateway that rejects
-the request → `InvalidEvent` (messages.admitted.dlq). A tenant whose gateway is still being
-provisioned (bought a moment ago, or back from suspension) is waited for: `RetryableError`
-for up to `PROVISIONING_WAIT_S` after the message was metered, only then `no_gateway`.
-Retryable gateway failures are retried `settings.gateway_attempts` times; then
-`InvalidEvent("gateway_unavailable: …")`, so no message is dropped silently. The three
-produces are awaited before the handler returns, so the offset is committed only after the
-side effect.
-
-While the gateway works, `indicator` shows it to the user (Telegram: "typing…",
-`agents_bridge.typing_indicator`); best effort, it never delays or fails the message.
-
-Delivery is at least once: after a crash between the gateway answer and the produces the
-message is forwarded again (a second agent turn). Within one process, an answer whose
-produces failed is kept (bounded) and re-published on retry without asking the gateway again.
-Downstream consumers deduplicate by `event_id` / `usage_id`.
+"""The forwarder process: the `messages.admitted` handler (`Forwarder`) and its consumer;
+the flow and its failure rules are told in `agents_bridge.forward`.
 """
 
 from __future__ import annotations
@@ -35,14 +12,14 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from agents_bridge.gateway_client import (
+from agents_bridge.forward.gateway_client import (
     GatewayReply,
     GatewayTarget,
     GatewayUnavailable,
     session_user,
 )
+from agents_bridge.forward.typing_indicator import NoIndicator, WorkIndicator
 from agents_bridge.ports import EventSink, TenantLookup
-from agents_bridge.typing_indicator import NoIndicator, WorkIndicator
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent, RetryableError
 from common.kafka import EventProducer
@@ -54,7 +31,7 @@ from common.topics import Topic
 log = logging.getLogger(__name__)
 
 STAGE = "forwarder"
-GROUP = "agents_bridge.forwarder"
+GROUP = "agents_bridge.forwarder"  # the consumer group (committed offsets): keep the name
 _KEEP_ANSWERS = 1024
 #: How long a message waits for its tenant's gateway to be provisioned (a cold gateway
 #: container takes ~20 s to get ready, minutes on a busy host).

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Message, TopicPartition
 
-from agents_bridge import forwarder as forwarder_module
-from agents_bridge.forwarder import Forwarder
-from agents_bridge.gateway_client import GatewayUnavailable
+from agents_bridge.forward import worker as forwarder_module
+from agents_bridge.forward.gateway_client import GatewayUnavailable
+from agents_bridge.forward.worker import Forwarder
 from common import consumer as consumer_module
 from common.consumer import Event
 from common.settings import Settings

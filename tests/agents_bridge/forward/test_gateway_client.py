@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from agents_bridge.gateway_client import (
+from agents_bridge.forward.gateway_client import (
     GatewayClient,
     GatewayRejected,
     GatewayTarget,
