@@ -28,12 +28,12 @@ from agents_bridge.channels import ChannelDelivery
 from agents_bridge.deliveries import DeliveryLog
 from agents_bridge.pacing import Pacer
 from agents_bridge.ports import TenantLookup
-from agents_bridge.retry import RetryPolicy
 from agents_bridge.telegram_delivery import TelegramDelivery
 from agents_bridge.telegram_sender import TelegramSender
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent
 from common.kafka import EventProducer
+from common.retry import RetryPolicy
 from common.settings import Settings
 from common.telemetry import CHANNEL_SENDS
 from common.topics import Topic

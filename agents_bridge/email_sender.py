@@ -37,8 +37,8 @@ from typing import Any, Protocol
 
 from agents_bridge.deliveries import FAILED, SENT, DeliveryLog, record_quietly, result_of
 from agents_bridge.ports import TenantLookup
-from agents_bridge.retry import RetryPolicy
 from common.errors import InvalidEvent, RetryableError
+from common.retry import RetryPolicy
 from common.settings import Settings
 from common.telemetry import CHANNEL_SENDS
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from agents_bridge.retry import Clock, SystemClock
+from common.retry import Clock, SystemClock
 
 _PRUNE_AT = 10_000  # per-chat buckets kept before idle ones are forgotten
 

@@ -32,10 +32,10 @@ from agents_bridge.deliveries import (
 )
 from agents_bridge.pacing import Pacer
 from agents_bridge.ports import TenantLookup
-from agents_bridge.retry import RetryPolicy
 from agents_bridge.telegram_sender import TelegramSender, split_text
 from common.directory import TelegramBinding
 from common.errors import InvalidEvent, RetryableError
+from common.retry import RetryPolicy
 from common.telemetry import SEND_PACING_SECONDS
 
 log = logging.getLogger(__name__)

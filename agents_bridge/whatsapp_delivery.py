@@ -43,11 +43,11 @@ from agents_bridge.deliveries import (
     result_of,
 )
 from agents_bridge.ports import EventSink, TenantLookup
-from agents_bridge.retry import RetryPolicy
 from agents_bridge.telegram_sender import split_text
 from agents_bridge.whatsapp_sender import CHANNEL, MAX_TEXT, GraphClient, RateLimited, WindowClosed
 from common.directory import Binding
 from common.errors import InvalidEvent, RetryableError
+from common.retry import RetryPolicy
 from common.settings import Secret, Settings
 from common.topics import Topic
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import aiohttp
 
-from agents_bridge.retry import RetryPolicy
 from common.errors import InvalidEvent, RetryableError
+from common.retry import RetryPolicy
 from common.settings import Secret, Settings
 from common.telemetry import GATEWAY_ERRORS, GATEWAY_SECONDS
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agents_bridge.ports import TenantLookup
-from agents_bridge.retry import Clock, SystemClock
 from common.errors import InvalidEvent, RetryableError
+from common.retry import Clock, SystemClock
 from common.settings import Secret
 from common.telemetry import TYPING_ACTIONS
 

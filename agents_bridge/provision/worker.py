@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 import docker
@@ -21,6 +21,7 @@ from agents_bridge.provision.units_store import UnitStore
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent
 from common.kafka import EventProducer, EventSink
+from common.retry import Clock, SystemClock
 from common.settings import Settings
 from common.signals import on_stop_signals
 from common.telemetry import (
@@ -32,7 +33,6 @@ from common.telemetry import (
 from common.topics import Topic
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 DECISION = "decision"
 
 
@@ -62,10 +62,6 @@ class Channels(Protocol):
     def release(self, tenant_id: str) -> int: ...
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class LifecycleService:
     def __init__(
         self,
@@ -75,7 +71,7 @@ class LifecycleService:
         provisioner: Reconciler,
         producer: EventSink,
         channels: Channels | None = None,
-        clock: Clock = utc_now,
+        clock: Clock | None = None,
         recheck: Callable[[], object] | None = None,
     ) -> None:
         self._settings = settings
@@ -84,7 +80,7 @@ class LifecycleService:
         self._store = store
         self._provisioner = provisioner
         self._producer = producer
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._converging: dict[str, asyncio.Lock] = {}
 
     async def handle(self, event: Event) -> None:
@@ -97,7 +93,7 @@ class LifecycleService:
         except (KeyError, TypeError, ValueError) as err:
             raise InvalidEvent(f"bad_fact: {err}") from err
         outcome = await asyncio.to_thread(
-            self._store.apply, str(value["tenant_id"]), fact, self._clock()
+            self._store.apply, str(value["tenant_id"]), fact, self._clock.now()
         )
         await self._follow(outcome, value.get("owner_email"))
 
@@ -108,7 +104,7 @@ class LifecycleService:
                 await asyncio.to_thread(self._recheck)
             except Exception as err:  # the engine or PostgreSQL away: the next tick again
                 log.warning("gateway policy recheck failed: %s", err)
-        now = self._clock()
+        now = self._clock.now()
         due = await asyncio.to_thread(self._store.due, now)
         for tenant_id in due:
             outcome = await asyncio.to_thread(self._store.recheck, tenant_id, now)
@@ -146,7 +142,7 @@ class LifecycleService:
                 del self._converging[outcome.tenant_id]
 
     async def _converge(self, tenant_id: str) -> None:
-        spec = await asyncio.to_thread(self._store.spec, tenant_id, self._clock())
+        spec = await asyncio.to_thread(self._store.spec, tenant_id, self._clock.now())
         if spec is None:
             return
         try:
@@ -164,7 +160,7 @@ class LifecycleService:
 
     async def _announce(self, outcome: Outcome, kind: str, owner_email: str | None) -> None:
         d = outcome.decision
-        now = self._clock()
+        now = self._clock.now()
         spec = outcome.spec
         record = {
             "event_id": f"decision:{outcome.tenant_id}:{d.status}:{int(now.timestamp() * 1000)}",
@@ -201,7 +197,7 @@ def build_worker(settings: Settings, service: LifecycleService, producer: EventS
     )
 
 
-async def run_provisioner(settings: Settings, *, clock: Clock = utc_now) -> None:
+async def run_provisioner(settings: Settings, *, clock: Clock | None = None) -> None:
     """Run the lifecycle consumer and the clock ticker until SIGTERM/SIGINT."""
     setup_logging(settings.log_level)
     serve_metrics(settings.metrics_port, settings.metrics_host)

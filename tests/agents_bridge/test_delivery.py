@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from agents_bridge.delivery import Delivery, reply_lane
-from agents_bridge.retry import RetryPolicy
 from agents_bridge.telegram_sender import TelegramSender
 from common.errors import InvalidEvent
+from common.retry import RetryPolicy
 from common.settings import Settings
 from devstack.telegram_api import ApiCall, TelegramApiStandIn
 from tests.agents_bridge.bridge_fakes import (

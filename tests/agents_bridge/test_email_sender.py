@@ -11,9 +11,9 @@ import pytest
 
 from agents_bridge.deliveries import FAILED, SENT
 from agents_bridge.email_sender import EmailSender, OutgoingMail, reply_mail, reply_subject
-from agents_bridge.retry import RetryPolicy
 from common.directory import Binding, Tenant
 from common.errors import InvalidEvent
+from common.retry import RetryPolicy
 from common.settings import Settings
 from devstack._proc import free_port
 from devstack.smtp_relay import RelaySink

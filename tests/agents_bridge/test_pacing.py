@@ -22,7 +22,7 @@ async def _send_all(
     async def chat(chat_id: str, n: int) -> None:
         for _ in range(n):
             await pacer.wait("bot-1", chat_id)
-            sent.append((round(clock.now - T0, 3), chat_id))
+            sent.append((round(clock.at - T0, 3), chat_id))
 
     tasks = [asyncio.create_task(chat(c, n)) for c, n in plan]
     await clock.advance(0)
@@ -32,7 +32,7 @@ async def _send_all(
 
 
 async def test_one_chat_is_paced_to_one_per_second_and_two_chats_interleave() -> None:
-    clock = ManualClock(now=T0)
+    clock = ManualClock(at=T0)
     sent = await _send_all(Pacer(clock=clock), clock, [("111", 3), ("222", 3)])
     assert sent == [
         (0.0, "111"),
@@ -45,7 +45,7 @@ async def test_one_chat_is_paced_to_one_per_second_and_two_chats_interleave() ->
 
 
 async def test_a_waiting_chat_holds_no_slot_of_the_bot() -> None:
-    clock = ManualClock(now=T0)
+    clock = ManualClock(at=T0)
     pacer = Pacer(PacingPolicy(bot_rate=10, bot_burst=1), clock=clock)
     sent = await _send_all(pacer, clock, [("111", 3), ("222", 3)])
     assert [t for t, c in sent if c == "111"] == [0.0, 1.0, 2.0]
@@ -53,7 +53,7 @@ async def test_a_waiting_chat_holds_no_slot_of_the_bot() -> None:
 
 
 async def test_the_bot_bucket_caps_many_chats() -> None:
-    clock = ManualClock(now=T0)
+    clock = ManualClock(at=T0)
     pacer = Pacer(PacingPolicy(bot_rate=2, bot_burst=2), clock=clock)
     sent = await _send_all(pacer, clock, [(str(100 + i), 1) for i in range(6)])
     assert [t for t, _ in sent] == [0.0, 0.0, 0.5, 1.0, 1.5, 2.0]
@@ -61,13 +61,13 @@ async def test_the_bot_bucket_caps_many_chats() -> None:
 
 
 async def test_group_chats_get_twenty_per_minute() -> None:
-    clock = ManualClock(now=T0)
+    clock = ManualClock(at=T0)
     sent = await _send_all(Pacer(clock=clock), clock, [("-1001234", 3)])
     assert [t for t, _ in sent] == [0.0, 3.0, 6.0]
 
 
 async def test_wait_reports_the_time_waited() -> None:
-    clock = ManualClock(now=T0)
+    clock = ManualClock(at=T0)
     pacer = Pacer(clock=clock)
     assert await pacer.wait("b", "1") == 0
     second = asyncio.create_task(pacer.wait("b", "1"))
@@ -78,7 +78,7 @@ async def test_wait_reports_the_time_waited() -> None:
 
 async def test_idle_chats_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pacing, "_PRUNE_AT", 4)
-    clock = ManualClock(now=T0)
+    clock = ManualClock(at=T0)
     pacer = Pacer(clock=clock)
     for chat in ("1", "2", "3", "4"):
         await pacer.wait("b", chat)

@@ -10,9 +10,9 @@ import pytest
 
 from agents_bridge.deliveries import FAILED, SENT
 from agents_bridge.delivery import Delivery
-from agents_bridge.retry import RetryPolicy
 from agents_bridge.telegram_sender import TelegramSender
 from common.errors import InvalidEvent
+from common.retry import RetryPolicy
 from common.settings import Settings
 from devstack.telegram_api import TelegramApiStandIn
 from tests.agents_bridge.bridge_fakes import (

@@ -12,13 +12,13 @@ import pytest
 
 from agents_bridge.deliveries import FAILED, SENT
 from agents_bridge.delivery import Delivery
-from agents_bridge.retry import RetryPolicy
 from agents_bridge.telegram_sender import TelegramSender
 from agents_bridge.whatsapp_delivery import WhatsAppDelivery, template_text
 from agents_bridge.whatsapp_sender import GraphClient, RateLimited
 from common.consumer import Event
 from common.directory import Binding, Tenant
 from common.errors import InvalidEvent
+from common.retry import RetryPolicy
 from common.settings import Secret, Settings
 from common.topics import Topic
 from devstack.graph_api import GraphApiStandIn

@@ -51,6 +51,7 @@ from devstack.telegram_api import TelegramApiStandIn
 from ingress.main import run as run_ingress
 from ingress.stripe import tenant_id_for
 from streams.alerts import NOTICE_TEXT
+from tests.agents_bridge.bridge_fakes import DateClock
 from tests.integration.waiting import eventually
 from tests.stripe_events import (
     WEBHOOK_SECRET,
@@ -139,7 +140,7 @@ async def billing(
         provisioner=provisioner,
         producer=producer,
         channels=TelegramWebhooks(s),
-        clock=clock,
+        clock=DateClock(clock),
     )
     worker = build_worker(s, service, producer)
     stop = asyncio.Event()

@@ -20,8 +20,8 @@ from agents_bridge.forward.gateway_client import (
     GatewayUnavailable,
     session_user,
 )
-from agents_bridge.retry import RetryPolicy
 from common.errors import InvalidEvent, RetryableError
+from common.retry import RetryPolicy
 from common.settings import Secret, Settings
 from tests.agents_bridge.bridge_fakes import GATEWAY_TOKEN, FakeClock
 

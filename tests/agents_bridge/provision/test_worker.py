@@ -19,6 +19,7 @@ from common.settings import Settings
 from common.topics import Topic
 from ingress.stripe import lifecycle_record
 from schemas import codec
+from tests.agents_bridge.bridge_fakes import DateClock
 from tests.ingress.ingress_fakes import FakeProducer
 from tests.integration.waiting import eventually
 from tests.stripe_events import T0, checkout_completed, invoice
@@ -93,7 +94,7 @@ def parts() -> tuple[LifecycleService, FakeStore, FakeProvisioner, FakeProducer,
         store=store,
         provisioner=prov,
         producer=producer,
-        clock=lambda: now[0],
+        clock=DateClock(lambda: now[0]),
     )
     return service, store, prov, producer, now
 
@@ -199,7 +200,11 @@ async def test_the_ticker_and_the_consumer_converge_one_at_a_time_to_the_newest_
     store, prov, producer = FakeStore(), SlowProvisioner(), FakeProducer()
     now = datetime.fromtimestamp(T0, UTC)
     service = LifecycleService(
-        Settings.from_env({}), store=store, provisioner=prov, producer=producer, clock=lambda: now
+        Settings.from_env({}),
+        store=store,
+        provisioner=prov,
+        producer=producer,
+        clock=DateClock(lambda: now),
     )
     record = lifecycle_record(invoice("cus_1", "in_1", paid=False))
     assert record is not None

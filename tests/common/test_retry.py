@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents_bridge.retry import RetryPolicy
 from common.errors import InvalidEvent, RetryableError
+from common.retry import RetryPolicy
 from tests.agents_bridge.bridge_fakes import FakeClock
 
 

@@ -1,9 +1,12 @@
-"""Bounded retries with exponential backoff and jitter, on a clock that tests can replace.
+"""Bounded retries with exponential backoff and jitter, and the one `Clock` they run on.
 
 `RetryPolicy.run(attempt_fn)` calls `attempt_fn` until it returns, raises something that
 is not a `RetryableError`, or the attempts run out (then the last `RetryableError` is
 raised to the caller, who decides between dead-lettering and backpressure). The waits go
 through `Clock.sleep`, so unit tests pass a `FakeClock`-like object and run instantly.
+
+`Clock` is where code reads the time (`now`: the wall clock, `monotonic`: intervals) and
+waits (`sleep`); `SystemClock` is the real one, and tests pass clocks they move by hand.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from common.errors import RetryableError
@@ -21,7 +25,9 @@ T = TypeVar("T")
 
 
 class Clock(Protocol):
-    """Where a retry loop reads the time and waits."""
+    """Where code reads the time and waits."""
+
+    def now(self) -> datetime: ...
 
     def monotonic(self) -> float: ...
 
@@ -30,6 +36,9 @@ class Clock(Protocol):
 
 class SystemClock:
     """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
 
     def monotonic(self) -> float:
         return time.monotonic()
