@@ -3,8 +3,8 @@
 - `run_forwarder(settings)`: messages.admitted → gateway → messages.outbound, session.events,
   usage.records (`agents_bridge.forward`);
 - `run_delivery(settings)`: messages.outbound → Telegram, WhatsApp, email
-  (`agents_bridge.delivery`), and beside it channel.statuses → PostgreSQL
-  (`agents_bridge.status_recorder`).
+  (`agents_bridge.deliver.worker`), and beside it channel.statuses → PostgreSQL
+  (`agents_bridge.deliver.statuses`).
 
 On a signal the worker stops polling, finishes (drains) what is in flight, commits, and
 then the HTTP session, the directory and the producer (flushing) are closed in that order.
@@ -21,15 +21,17 @@ from typing import Protocol
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from agents_bridge import delivery, status_recorder, whatsapp_delivery
-from agents_bridge.channels import WorkerGroup
-from agents_bridge.deliveries import PgDeliveryLog
-from agents_bridge.email_drafts import DraftStore
-from agents_bridge.email_sender import EmailSender
+from agents_bridge.deliver import statuses as status_recorder
+from agents_bridge.deliver import whatsapp as whatsapp_delivery
+from agents_bridge.deliver import worker as delivery
+from agents_bridge.deliver.email import EmailSender
+from agents_bridge.deliver.email_drafts import DraftStore
+from agents_bridge.deliver.group import WorkerGroup
+from agents_bridge.deliver.log import PgDeliveryLog
+from agents_bridge.deliver.telegram_api import TelegramSender
 from agents_bridge.forward import worker as forwarder
 from agents_bridge.forward.gateway_client import GatewayClient
 from agents_bridge.forward.typing_indicator import TelegramTyping
-from agents_bridge.telegram_sender import TelegramSender
 from common.db import open_pool
 from common.directory import Directory
 from common.kafka import EventProducer

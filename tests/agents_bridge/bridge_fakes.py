@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agents_bridge.deliveries import FAILED, DeliveryResult
+from agents_bridge.deliver.log import FAILED, DeliveryResult
 from agents_bridge.forward.gateway_client import GatewayReply, GatewayTarget
 from common.consumer import Event
 from common.directory import TelegramBinding, Tenant

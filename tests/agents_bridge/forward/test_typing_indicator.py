@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from agents_bridge.deliver.telegram_api import TelegramSender
 from agents_bridge.forward.typing_indicator import TelegramTyping
 from agents_bridge.forward.worker import Forwarder
-from agents_bridge.telegram_sender import TelegramSender
 from common.settings import Secret, Settings
 from common.topics import Topic
 from devstack.telegram_api import ApiCall, TelegramApiStandIn

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from agents_bridge import pacing
-from agents_bridge.pacing import Bucket, Pacer, PacingPolicy, is_group
+from agents_bridge.deliver import pacing
+from agents_bridge.deliver.pacing import Bucket, Pacer, PacingPolicy, is_group
 from tests.agents_bridge.manual_clock import ManualClock
 
 T0 = 1000.0

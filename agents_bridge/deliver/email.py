@@ -14,7 +14,7 @@ The reply to an inbound mail (its `reply_route`, see `ingress.smtp.handler`) is:
 
 `EmailSender.deliver` honours the tenant's reply mode (email binding settings
 `{"reply_mode": "auto" | "approve"}`): `auto` sends now, `approve` stores a draft in
-PostgreSQL (`agents_bridge.email_drafts`) that `openclaw-saas email approve <id>` sends.
+PostgreSQL (`agents_bridge.deliver.email_drafts`) that `openclaw-saas email approve <id>` sends.
 
 Relay answers: 4xx, timeouts and connection errors are `RetryableError` (retried by the
 policy, then dead-lettered as `email_unavailable: …`); 5xx is `InvalidEvent`.
@@ -35,7 +35,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Protocol
 
-from agents_bridge.deliveries import FAILED, SENT, DeliveryLog, record_quietly, result_of
+from agents_bridge.deliver.log import FAILED, SENT, DeliveryLog, record_quietly, result_of
 from agents_bridge.ports import TenantLookup
 from common.errors import InvalidEvent, RetryableError
 from common.retry import RetryPolicy
@@ -139,7 +139,7 @@ def _raise_for(code: int, text: str) -> None:
 
 
 class Drafts(Protocol):
-    """Where approve-mode replies wait (`agents_bridge.email_drafts.DraftStore`)."""
+    """Where approve-mode replies wait (`agents_bridge.deliver.email_drafts.DraftStore`)."""
 
     async def save(
         self, *, tenant_id: str, event_id: str, conversation_id: str, mail: OutgoingMail

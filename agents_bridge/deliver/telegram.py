@@ -23,16 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents_bridge.deliveries import (
+from agents_bridge.deliver.log import (
     FAILED,
     SENT,
     DeliveryLog,
     record_quietly,
     result_of,
 )
-from agents_bridge.pacing import Pacer
+from agents_bridge.deliver.pacing import Pacer
+from agents_bridge.deliver.telegram_api import TelegramSender, split_text
 from agents_bridge.ports import TenantLookup
-from agents_bridge.telegram_sender import TelegramSender, split_text
 from common.directory import TelegramBinding
 from common.errors import InvalidEvent, RetryableError
 from common.retry import RetryPolicy

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import psycopg
 
-from agents_bridge.email_sender import OutgoingMail
+from agents_bridge.deliver.email import OutgoingMail
 from common.db import connect
 from common.errors import InvalidEvent
 from common.settings import Settings

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from agents_bridge.deliveries import (
+from agents_bridge.deliver.log import (
     FAILED,
     SENT,
     DeliveryLog,
@@ -42,9 +42,15 @@ from agents_bridge.deliveries import (
     record_quietly,
     result_of,
 )
+from agents_bridge.deliver.telegram_api import split_text
+from agents_bridge.deliver.whatsapp_api import (
+    CHANNEL,
+    MAX_TEXT,
+    GraphClient,
+    RateLimited,
+    WindowClosed,
+)
 from agents_bridge.ports import EventSink, TenantLookup
-from agents_bridge.telegram_sender import split_text
-from agents_bridge.whatsapp_sender import CHANNEL, MAX_TEXT, GraphClient, RateLimited, WindowClosed
 from common.directory import Binding
 from common.errors import InvalidEvent, RetryableError
 from common.retry import RetryPolicy

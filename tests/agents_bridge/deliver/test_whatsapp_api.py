@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agents_bridge.whatsapp_sender import RateLimited, WindowClosed, classify
+from agents_bridge.deliver.whatsapp_api import RateLimited, WindowClosed, classify
 from common.errors import InvalidEvent, RetryableError
 from common.settings import Secret
 

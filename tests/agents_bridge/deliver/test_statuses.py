@@ -13,7 +13,7 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from agents_bridge.status_recorder import StatusRecorder, status_lane
+from agents_bridge.deliver.statuses import StatusRecorder, status_lane
 from common.consumer import Event
 from common.errors import InvalidEvent
 from common.topics import Topic

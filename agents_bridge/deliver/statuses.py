@@ -33,7 +33,7 @@ from common.telemetry import CHANNEL_STATUSES, PG_WRITE_SECONDS
 from common.topics import Topic
 
 STAGE = "status_recorder"
-GROUP = "agents_bridge.status_recorder"
+GROUP = "agents_bridge.status_recorder"  # the consumer group (committed offsets): keep the name
 LANES = 8
 RANK = {"received": 0, "accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 

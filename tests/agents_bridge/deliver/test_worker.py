@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from agents_bridge.delivery import Delivery, reply_lane
-from agents_bridge.telegram_sender import TelegramSender
+from agents_bridge.deliver.telegram_api import TelegramSender
+from agents_bridge.deliver.worker import Delivery, reply_lane
 from common.errors import InvalidEvent
 from common.retry import RetryPolicy
 from common.settings import Settings

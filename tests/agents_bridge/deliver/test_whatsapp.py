@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from agents_bridge.deliveries import FAILED, SENT
-from agents_bridge.delivery import Delivery
-from agents_bridge.telegram_sender import TelegramSender
-from agents_bridge.whatsapp_delivery import WhatsAppDelivery, template_text
-from agents_bridge.whatsapp_sender import GraphClient, RateLimited
+from agents_bridge.deliver.log import FAILED, SENT
+from agents_bridge.deliver.telegram_api import TelegramSender
+from agents_bridge.deliver.whatsapp import WhatsAppDelivery, template_text
+from agents_bridge.deliver.whatsapp_api import GraphClient, RateLimited
+from agents_bridge.deliver.worker import Delivery
 from common.consumer import Event
 from common.directory import Binding, Tenant
 from common.errors import InvalidEvent

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from agents_bridge.telegram_sender import TELEGRAM_MAX_CHARS, TelegramSender, split_text
+from agents_bridge.deliver.telegram_api import TELEGRAM_MAX_CHARS, TelegramSender, split_text
 from common.errors import InvalidEvent, RetryableError
 from common.settings import Secret, Settings
 from devstack.telegram_api import TelegramApiStandIn

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agents_bridge.deliveries import FAILED, SENT
-from agents_bridge.email_sender import EmailSender, OutgoingMail, reply_mail, reply_subject
+from agents_bridge.deliver.email import EmailSender, OutgoingMail, reply_mail, reply_subject
+from agents_bridge.deliver.log import FAILED, SENT
 from common.directory import Binding, Tenant
 from common.errors import InvalidEvent
 from common.retry import RetryPolicy

@@ -3,7 +3,7 @@
 The lane is `tenant:conversation`, so the replies of one chat go out one at a time and in
 order. A reply longer than Telegram's 4096 characters goes out as several messages.
 
-Telegram (`agents_bridge.telegram_delivery`): paced per chat and per bot; each call is
+Telegram (`agents_bridge.deliver.telegram`): paced per chat and per bot; each call is
 retried `settings.sender_attempts` times, waiting at least the `retry_after` Telegram
 asked for on a 429; then the reply is dead-lettered (`telegram_unavailable: …`). A
 permanent refusal (400 chat not found, 403 bot blocked, 401 revoked token), an unknown
@@ -24,12 +24,12 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from agents_bridge.channels import ChannelDelivery
-from agents_bridge.deliveries import DeliveryLog
-from agents_bridge.pacing import Pacer
+from agents_bridge.deliver.group import ChannelDelivery
+from agents_bridge.deliver.log import DeliveryLog
+from agents_bridge.deliver.pacing import Pacer
+from agents_bridge.deliver.telegram import TelegramDelivery
+from agents_bridge.deliver.telegram_api import TelegramSender
 from agents_bridge.ports import TenantLookup
-from agents_bridge.telegram_delivery import TelegramDelivery
-from agents_bridge.telegram_sender import TelegramSender
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent
 from common.kafka import EventProducer
@@ -41,7 +41,7 @@ from common.topics import Topic
 log = logging.getLogger(__name__)
 
 STAGE = "delivery"
-GROUP = "agents_bridge.delivery"
+GROUP = "agents_bridge.delivery"  # the consumer group (committed offsets): keep the name
 _REMEMBER = 10_000
 
 
@@ -75,7 +75,7 @@ class Delivery:
             deliveries=deliveries,
             remember=remember,
         )
-        # Every channel's deliverer by channel name (agents_bridge.channels).
+        # Every channel's deliverer by channel name (agents_bridge.deliver.group).
         self._channels: dict[str, ChannelDelivery] = {"telegram": self._telegram}
         self._channels.update(channels or {})
 

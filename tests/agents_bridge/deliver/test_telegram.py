@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from agents_bridge.deliveries import FAILED, SENT
-from agents_bridge.delivery import Delivery
-from agents_bridge.telegram_sender import TelegramSender
+from agents_bridge.deliver.log import FAILED, SENT
+from agents_bridge.deliver.telegram_api import TelegramSender
+from agents_bridge.deliver.worker import Delivery
 from common.errors import InvalidEvent
 from common.retry import RetryPolicy
 from common.settings import Settings
