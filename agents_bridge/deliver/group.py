@@ -1,24 +1,12 @@
-"""Plug-in points of the delivery process, so each channel adds itself without editing others.
+"""Several consumers run as one in a process (the delivery worker and the status recorder).
 
-- `ChannelDelivery`: delivers one `messages.outbound` reply on its channel (Telegram,
-  WhatsApp, email...). `Delivery(..., channels={"whatsapp": WhatsAppDelivery(...)})`
-  routes each reply by its `channel`; a channel without an entry is dead-lettered
-  `channel_not_supported_yet`.
-- `WorkerGroup`: several consumers run as one in a process (the delivery worker and the
-  status recorder); a signal stops them all, and one failing stops the others.
+`WorkerGroup`: a signal stops them all, and one failing stops the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any, Protocol
-
-
-class ChannelDelivery(Protocol):
-    """Sends one reply; raises `InvalidEvent` (dead-letter) or a retryable error."""
-
-    async def deliver(self, reply: Mapping[str, Any]) -> None: ...
+from typing import Protocol
 
 
 class Worker(Protocol):

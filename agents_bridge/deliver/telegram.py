@@ -23,19 +23,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+from psycopg_pool import AsyncConnectionPool
+
 from agents_bridge.deliver.log import (
     FAILED,
     SENT,
     DeliveryLog,
+    PgDeliveryLog,
     record_quietly,
     result_of,
 )
 from agents_bridge.deliver.pacing import Pacer
-from agents_bridge.deliver.telegram_api import TelegramSender, split_text
+from agents_bridge.deliver.telegram_api import TELEGRAM_MAX_CHARS, TelegramSender
+from agents_bridge.deliver.text import split_text
 from agents_bridge.ports import TenantLookup
 from common.directory import TelegramBinding
 from common.errors import InvalidEvent, RetryableError
 from common.retry import RetryPolicy
+from common.settings import Settings
 from common.telemetry import SEND_PACING_SECONDS
 
 log = logging.getLogger(__name__)
@@ -82,7 +88,7 @@ class TelegramDelivery:
     async def deliver(self, reply: Mapping[str, Any]) -> None:
         """Send every chunk not sent yet; raises `InvalidEvent` or a retryable error."""
         route = self._route(reply)
-        chunks = split_text(reply["text"])
+        chunks = split_text(reply["text"], TELEGRAM_MAX_CHARS)
         if not chunks:
             log.info("telegram: %s has no text, nothing to send", reply["event_id"])
             return
@@ -148,3 +154,18 @@ class TelegramDelivery:
                 result_of(reply, "telegram", index, chunks, SENT, message_id=progress.sent[index])
             )
             progress.recorded.add(index)
+
+
+def build(
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    directory: TenantLookup,
+    pool: AsyncConnectionPool,
+) -> TelegramDelivery:
+    """The production wiring: Bot API client, `settings.sender_attempts`, `outbound_deliveries`."""
+    return TelegramDelivery(
+        directory=directory,
+        sender=TelegramSender(http, settings),
+        policy=RetryPolicy(attempts=settings.sender_attempts),
+        deliveries=PgDeliveryLog(pool),
+    )

@@ -1,4 +1,4 @@
-"""Telegram Bot API `sendMessage` and `sendChatAction`, long texts split, answers classified.
+"""Telegram Bot API `sendMessage` and `sendChatAction`, answers classified.
 
 - 200 `ok:true`: sent;
 - 429: `RetryableError` carrying `parameters.retry_after` (seconds Telegram asked us to wait);
@@ -13,7 +13,6 @@ type and scrubbed of the token.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import aiohttp
@@ -23,52 +22,6 @@ from common.settings import Secret, Settings
 from common.telemetry import CHANNEL_SENDS
 
 TELEGRAM_MAX_CHARS = 4096
-_SENTENCE_END = re.compile(r"[.!?…](?=\s)")
-
-
-def split_text(text: str, limit: int = TELEGRAM_MAX_CHARS) -> list[str]:
-    """Cut `text` into chunks of at most `limit` UTF-16 units (Telegram's count is no larger).
-
-    Cuts at the last paragraph break, else line break, else sentence end, else space that
-    keeps the chunk at least half full; a single word longer than `limit` is cut hard.
-    """
-    chunks = []
-    rest = text.strip()
-    while rest:
-        fit = _fit(rest, limit)
-        if fit == len(rest):
-            chunks.append(rest)
-            break
-        cut = _boundary(rest, fit)
-        chunks.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    return [c for c in chunks if c]
-
-
-def _fit(text: str, limit: int) -> int:
-    """The longest prefix (in code points) of `text` whose UTF-16 length is <= `limit`."""
-    units = 0
-    for i, ch in enumerate(text):
-        units += 2 if ord(ch) > 0xFFFF else 1
-        if units > limit:
-            return i
-    return len(text)
-
-
-def _boundary(text: str, fit: int) -> int:
-    window = text[:fit]
-    half = fit // 2
-    for sep in ("\n\n", "\n"):
-        at = window.rfind(sep)
-        if at >= half:
-            return at + len(sep)
-    ends = [m.end() for m in _SENTENCE_END.finditer(window)]
-    if ends and ends[-1] >= half:
-        return ends[-1]
-    at = max(window.rfind(" "), window.rfind("\t"))
-    if at > 0:
-        return at + 1
-    return fit
 
 
 class TelegramSender:

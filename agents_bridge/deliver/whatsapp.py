@@ -42,7 +42,7 @@ from agents_bridge.deliver.log import (
     record_quietly,
     result_of,
 )
-from agents_bridge.deliver.telegram_api import split_text
+from agents_bridge.deliver.text import split_text
 from agents_bridge.deliver.whatsapp_api import (
     CHANNEL,
     MAX_TEXT,

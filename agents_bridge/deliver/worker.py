@@ -1,20 +1,12 @@
-"""consumes messages.outbound → sends each reply on its channel (Telegram `sendMessage`).
+"""The delivery process's router: each `messages.outbound` reply to its channel's deliverer.
 
 The lane is `tenant:conversation`, so the replies of one chat go out one at a time and in
-order. A reply longer than Telegram's 4096 characters goes out as several messages.
-
-Telegram (`agents_bridge.deliver.telegram`): paced per chat and per bot; each call is
-retried `settings.sender_attempts` times, waiting at least the `retry_after` Telegram
-asked for on a 429; then the reply is dead-lettered (`telegram_unavailable: …`). A
-permanent refusal (400 chat not found, 403 bot blocked, 401 revoked token), an unknown
-tenant, a tenant without a Telegram bot, or a channel without a sender yet → `InvalidEvent`
-→ messages.outbound.dlq. Each chunk's result is recorded in `outbound_deliveries`.
-
-Idempotency has an at-least-once limit: this process remembers (bounded) the reply
-event_ids it delivered, and the chunks already sent are read back from
-`outbound_deliveries`, so a redelivery sends nothing twice. Only a crash between a send
-and its record can make Telegram receive that chunk again; the Bot API has no
-idempotency key to prevent that.
+order. Every channel plugs in the same way, as a `ChannelDelivery` under its name
+(`Delivery(channels={"telegram": …, "whatsapp": …, "email": …})`); a reply on a channel
+without one → `InvalidEvent("channel_not_supported_yet")` → messages.outbound.dlq. What a
+channel raises (`InvalidEvent`: dead-letter; a retryable error: the worker retries) passes
+through unchanged. This process remembers (bounded) the reply event_ids it delivered and
+skips a redelivery of one of them.
 """
 
 from __future__ import annotations
@@ -24,16 +16,10 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from agents_bridge.deliver.group import ChannelDelivery
-from agents_bridge.deliver.log import DeliveryLog
-from agents_bridge.deliver.pacing import Pacer
-from agents_bridge.deliver.telegram import TelegramDelivery
-from agents_bridge.deliver.telegram_api import TelegramSender
-from agents_bridge.ports import TenantLookup
+from agents_bridge.deliver.channel import ChannelDelivery
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent
 from common.kafka import EventProducer
-from common.retry import RetryPolicy
 from common.settings import Settings
 from common.telemetry import CHANNEL_SENDS
 from common.topics import Topic
@@ -54,30 +40,12 @@ class Delivery:
     """The `messages.outbound` handler."""
 
     def __init__(
-        self,
-        settings: Settings,
-        *,
-        directory: TenantLookup,
-        telegram: TelegramSender,
-        policy: RetryPolicy | None = None,
-        remember: int = _REMEMBER,
-        pacer: Pacer | None = None,
-        deliveries: DeliveryLog | None = None,
-        channels: Mapping[str, ChannelDelivery] | None = None,
+        self, channels: Mapping[str, ChannelDelivery], *, remember: int = _REMEMBER
     ) -> None:
         self._remember = remember
         self._delivered: OrderedDict[str, None] = OrderedDict()
-        self._telegram = TelegramDelivery(
-            directory=directory,
-            sender=telegram,
-            policy=policy or RetryPolicy(attempts=settings.sender_attempts),
-            pacer=pacer,
-            deliveries=deliveries,
-            remember=remember,
-        )
-        # Every channel's deliverer by channel name (agents_bridge.deliver.group).
-        self._channels: dict[str, ChannelDelivery] = {"telegram": self._telegram}
-        self._channels.update(channels or {})
+        # Every channel's deliverer by channel name (agents_bridge.deliver.channel).
+        self._channels: dict[str, ChannelDelivery] = dict(channels)
 
     def delivered(self, event_id: str) -> bool:
         return event_id in self._delivered

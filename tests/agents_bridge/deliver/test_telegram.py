@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from agents_bridge.deliver.log import FAILED, SENT
+from agents_bridge.deliver.telegram import TelegramDelivery
 from agents_bridge.deliver.telegram_api import TelegramSender
 from agents_bridge.deliver.worker import Delivery
 from common.errors import InvalidEvent
@@ -40,13 +41,13 @@ class Rig:
     def delivery(self) -> Delivery:
         """A fresh delivery process sharing the Telegram API and the delivery log."""
         policy = RetryPolicy(attempts=3, clock=self.clock, rand=lambda: 0.5)
-        return Delivery(
-            self.settings,
+        telegram = TelegramDelivery(
             directory=self.directory,
-            telegram=TelegramSender(self.http, self.settings),
+            sender=TelegramSender(self.http, self.settings),
             policy=policy,
             deliveries=self.log,
         )
+        return Delivery({"telegram": telegram})
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from agents_bridge.deliver.log import FAILED, SENT
+from agents_bridge.deliver.telegram import TelegramDelivery
 from agents_bridge.deliver.telegram_api import TelegramSender
 from agents_bridge.deliver.whatsapp import WhatsAppDelivery, template_text
 from agents_bridge.deliver.whatsapp_api import GraphClient, RateLimited
@@ -101,12 +102,12 @@ async def rig() -> AsyncIterator[Rig]:
             deliveries=log,
             statuses=statuses,
         )
-        delivery = Delivery(
-            settings,
+        telegram = TelegramDelivery(
             directory=directory,
-            telegram=TelegramSender(http, settings),
-            channels={"whatsapp": whatsapp},
+            sender=TelegramSender(http, settings),
+            policy=RetryPolicy(attempts=settings.sender_attempts),
         )
+        delivery = Delivery({"telegram": telegram, "whatsapp": whatsapp})
         yield Rig(api, delivery, clock, log, statuses, directory, whatsapp_client)
     await api.stop()
 

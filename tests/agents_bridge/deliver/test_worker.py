@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
+from agents_bridge.deliver.telegram import TelegramDelivery
 from agents_bridge.deliver.telegram_api import TelegramSender
 from agents_bridge.deliver.worker import Delivery, reply_lane
 from common.errors import InvalidEvent
@@ -44,9 +45,10 @@ async def rig() -> AsyncIterator[Rig]:
     settings = Settings(telegram_api_base=api.base_url, sender_attempts=3)
     policy = RetryPolicy(attempts=settings.sender_attempts, clock=clock, rand=lambda: 0.5)
     async with aiohttp.ClientSession() as http:
-        delivery = Delivery(
-            settings, directory=directory, telegram=TelegramSender(http, settings), policy=policy
+        telegram = TelegramDelivery(
+            directory=directory, sender=TelegramSender(http, settings), policy=policy
         )
+        delivery = Delivery({"telegram": telegram})
         yield Rig(api, delivery, clock, directory)
     await api.stop()
 
