@@ -1,6 +1,10 @@
-"""Kafka ↔ per-tenant OpenClaw gateways and channel APIs.
+"""Kafka ↔ per-tenant OpenClaw gateways and channel APIs: one subpackage per process
+(`openclaw-saas run forwarder|delivery|provisioner`), the three never import each other.
 
-`forwarder`: messages.admitted → gateway → messages.outbound + session.events + usage.records.
-`delivery`: messages.outbound → Telegram sendMessage. Entry points live in `main`.
-Imports only `common` and `schemas`.
+`forward`: messages.admitted → gateway → messages.outbound + session.events + usage.records.
+`deliver`: messages.outbound → Telegram, WhatsApp, email; channel.statuses → PostgreSQL.
+`provision`: tenants.lifecycle → PostgreSQL → Docker (the tenants' gateways).
+Entry points live in `main` (forwarder, delivery) and `provision.worker` (provisioner);
+`ports` holds the narrow protocols forward and deliver share. Imports only `common` and
+`schemas`.
 """

@@ -1,10 +1,13 @@
-"""Entry points of the bridge's two workers, each run until SIGTERM/SIGINT.
+"""Entry points of the forwarder and delivery processes, each run until SIGTERM/SIGINT.
 
 - `run_forwarder(settings)`: messages.admitted → gateway → messages.outbound, session.events,
-  usage.records (`agents_bridge.forwarder`);
+  usage.records (`agents_bridge.forward`);
 - `run_delivery(settings)`: messages.outbound → Telegram, WhatsApp, email
-  (`agents_bridge.delivery`), and beside it channel.statuses → PostgreSQL
-  (`agents_bridge.status_recorder`).
+  (`agents_bridge.deliver`), and beside it channel.statuses → PostgreSQL
+  (`agents_bridge.deliver.statuses`).
+
+The third process, `openclaw-saas run provisioner`, has its entry point in its own package:
+`agents_bridge.provision.worker.run_provisioner`.
 
 On a signal the worker stops polling, finishes (drains) what is in flight, commits, and
 then the HTTP session, the directory and the producer (flushing) are closed in that order.
@@ -21,14 +24,17 @@ from typing import Protocol
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from agents_bridge import delivery, forwarder, status_recorder, whatsapp_delivery
-from agents_bridge.channels import WorkerGroup
-from agents_bridge.deliveries import PgDeliveryLog
-from agents_bridge.email_drafts import DraftStore
-from agents_bridge.email_sender import EmailSender
-from agents_bridge.gateway_client import GatewayClient
-from agents_bridge.telegram_sender import TelegramSender
-from agents_bridge.typing_indicator import TelegramTyping
+from agents_bridge.deliver import statuses, telegram, whatsapp
+from agents_bridge.deliver import worker as delivery
+from agents_bridge.deliver.channel import ChannelDelivery
+from agents_bridge.deliver.email import EmailSender
+from agents_bridge.deliver.email_drafts import DraftStore
+from agents_bridge.deliver.group import WorkerGroup
+from agents_bridge.deliver.log import PgDeliveryLog
+from agents_bridge.deliver.telegram_api import TelegramSender
+from agents_bridge.forward import worker as forwarder
+from agents_bridge.forward.gateway_client import GatewayClient
+from agents_bridge.forward.typing_indicator import TelegramTyping
 from common.db import open_pool
 from common.directory import Directory
 from common.kafka import EventProducer
@@ -67,18 +73,16 @@ async def run_delivery(settings: Settings) -> None:
     async with _resources(settings) as (producer, directory, http):
         pool = await open_pool(settings, max_size=4)  # outbound_deliveries, message_statuses
         try:
-            whatsapp = whatsapp_delivery.build(settings, http, directory, pool, producer)
-            handler = delivery.Delivery(
-                settings,
-                directory=directory,
-                telegram=TelegramSender(http, settings),
-                deliveries=PgDeliveryLog(pool),
-                channels={"whatsapp": whatsapp, "email": _email(settings, directory, pool)},
-            )
-            statuses = status_recorder.StatusRecorder(pool)
+            channels: dict[str, ChannelDelivery] = {
+                "telegram": telegram.build(settings, http, directory, pool),
+                "whatsapp": whatsapp.build(settings, http, directory, pool, producer),
+                "email": _email(settings, directory, pool),
+            }
+            handler = delivery.Delivery(channels)
+            recorder = statuses.StatusRecorder(pool)
             workers = WorkerGroup(
                 delivery.build_worker(settings, handler, producer),
-                status_recorder.build_worker(settings, statuses, producer),
+                statuses.build_worker(settings, recorder, producer),
             )
             await run_until_signalled(workers)
         finally:

@@ -1,4 +1,4 @@
-"""Tenant lifecycle statuses (`tenants.status`), decided by `agents_bridge.lifecycle`.
+"""Tenant lifecycle statuses (`tenants.status`), decided by `agents_bridge.provision.lifecycle`.
 
 The names, and the groups of them that the services test a tenant's status against.
 """

@@ -226,7 +226,7 @@ def _service(name: str) -> Callable[[Settings], Coroutine[Any, Any, None]]:
 
         return run_smtp
     if name == "provisioner":
-        from agents_bridge.lifecycle_service import run_provisioner
+        from agents_bridge.provision.worker import run_provisioner
 
         return run_provisioner
     from agents_bridge.main import run_delivery

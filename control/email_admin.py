@@ -24,8 +24,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from agents_bridge.email_drafts import draft_mail
-from agents_bridge.email_sender import REPLY_MODES, send_blocking
+from agents_bridge.deliver.email import REPLY_MODES, send_blocking
+from agents_bridge.deliver.email_drafts import draft_mail
 from common.errors import InvalidEvent, RetryableError
 from common.settings import Settings
 from ingress.smtp.handler import AGENT_ID, agent_address, agent_id_of

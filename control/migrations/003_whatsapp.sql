@@ -1,7 +1,7 @@
 -- WhatsApp Cloud API (issue 4). One row per provider message id: what the platform sent
 -- (accepted by the Graph API, then sent / delivered / read / failed from the webhook's
 -- `statuses`) and the inbound messages it does not support yet (recorded, answered with
--- a notice). Written only by the status recorder (agents_bridge/status_recorder.py) from
+-- a notice). Written only by the status recorder (agents_bridge/deliver/statuses.py) from
 -- the channel.statuses topic, in any order and any number of times:
 --  * each status keeps its first timestamp (`<status>_at`), so a redelivery changes nothing;
 --  * `status` only moves up `status_rank` (accepted 0 < sent 1 < delivered 2 < read 3 <

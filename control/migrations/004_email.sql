@@ -2,7 +2,7 @@
 -- gets its agent's replies kept here instead of sent; `openclaw-saas email approve <id>`
 -- sends one through the SMTP relay, `email discard <id>` drops it. The row holds the reply
 -- exactly as it will go out (threading headers included), so what is approved is what is
--- sent. Written by the delivery worker (agents_bridge/email_drafts.py), once per reply
+-- sent. Written by the delivery worker (agents_bridge/deliver/email_drafts.py), once per reply
 -- event however often Kafka redelivers it (event_id is unique).
 CREATE TABLE email_drafts (
   id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

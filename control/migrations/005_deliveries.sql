@@ -1,4 +1,4 @@
--- What happened to each outbound message (agents_bridge/deliveries.py): one row per chunk
+-- What happened to each outbound message (agents_bridge/deliver/log.py): one row per chunk
 -- of a reply (a long Telegram reply goes out as several messages), written by the
 -- delivery worker after each send. Keyed by (event_id, chunk) so replays are idempotent;
 -- a 'failed' row may be replaced by a later result, a 'sent' one never by the worker.

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agents_bridge.deliveries import FAILED, DeliveryResult
-from agents_bridge.gateway_client import GatewayReply, GatewayTarget
+from agents_bridge.deliver.log import FAILED, DeliveryResult
+from agents_bridge.forward.gateway_client import GatewayReply, GatewayTarget
 from common.consumer import Event
 from common.directory import TelegramBinding, Tenant
 from common.errors import KafkaUnavailable
@@ -129,15 +129,35 @@ class FakeGateway:
 class FakeClock:
     """A clock whose sleeps return at once and only advance the recorded time."""
 
-    now: float = 1000.0
+    at: float = 1000.0
     sleeps: list[float] = field(default_factory=list)
 
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.at, UTC)
+
     def monotonic(self) -> float:
-        return self.now
+        return self.at
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        self.now += seconds
+        self.at += seconds
+        await asyncio.sleep(0)  # sleep-ok: yield to the event loop
+
+
+class DateClock:
+    """A clock whose `now()` is `read()`, a date the test moves by hand; sleeps return at
+    once (the lifecycle service reads the date and never sleeps)."""
+
+    def __init__(self, read: Callable[[], datetime]) -> None:
+        self._read = read
+
+    def now(self) -> datetime:
+        return self._read()
+
+    def monotonic(self) -> float:
+        return self._read().timestamp()
+
+    async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(0)  # sleep-ok: yield to the event loop
 
 

@@ -6,20 +6,24 @@ import asyncio
 import heapq
 import itertools
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 
 @dataclass
 class ManualClock:
-    """`monotonic()` / `sleep()` as `agents_bridge.retry.Clock`; `advance()` moves time."""
+    """`common.retry.Clock` on a time `at` (seconds); `advance()` moves it."""
 
-    now: float = 1000.0
+    at: float = 1000.0
     sleeps: list[float] = field(default_factory=list)
     _heap: list[tuple[float, int, asyncio.Future[None]]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _changed: asyncio.Condition | None = None
 
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.at, UTC)
+
     def monotonic(self) -> float:
-        return self.now
+        return self.at
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
@@ -27,7 +31,7 @@ class ManualClock:
             await asyncio.sleep(0)  # sleep-ok: yield to the event loop
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._heap, (self.now + seconds, next(self._seq), future))
+        heapq.heappush(self._heap, (self.at + seconds, next(self._seq), future))
         await self._notify()
         await future
 
@@ -43,14 +47,14 @@ class ManualClock:
 
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking each sleeper at its time and letting it run."""
-        target = self.now + seconds
+        target = self.at + seconds
         while self._heap and self._heap[0][0] <= target:
             wake, _, future = heapq.heappop(self._heap)
-            self.now = max(self.now, wake)
+            self.at = max(self.at, wake)
             if not future.done():
                 future.set_result(None)
                 await _settle()
-        self.now = target
+        self.at = target
         await _settle()
 
     async def _notify(self) -> None:

@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from agents_bridge import delivery, forwarder, main
+from agents_bridge import main
+from agents_bridge.deliver import worker as delivery
+from agents_bridge.forward import worker as forwarder
 from common import consumer as consumer_module
 from common.settings import Settings
 from common.topics import Topic

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from agents_bridge.email_drafts import DraftStore
-from agents_bridge.email_sender import OutgoingMail
+from agents_bridge.deliver.email import OutgoingMail
+from agents_bridge.deliver.email_drafts import DraftStore
 from common.directory import Directory
 from common.errors import InvalidEvent
 from common.settings import Settings

@@ -26,8 +26,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agents_bridge.gateway_client import session_user
-from agents_bridge.policy_check import read_policy
+from agents_bridge.forward.gateway_client import session_user
+from agents_bridge.provision.policy_check import read_policy
 from common.settings import Settings
 from control.processes import ServiceGroup
 from control.tenants import NewTenant, create_tenant

@@ -31,13 +31,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from agents_bridge import gateway_config as gc
-from agents_bridge.billing_store import BillingStore, agent_id_for
-from agents_bridge.channel_setup import TelegramWebhooks
-from agents_bridge.lifecycle_service import LifecycleService, build_worker
-from agents_bridge.policy_check import PolicyReading, read_policy
-from agents_bridge.provisioner import Provisioner
-from agents_bridge.units_store import Unit, UnitStore
+from agents_bridge.provision import gateway_config as gc
+from agents_bridge.provision.billing_store import BillingStore, agent_id_for
+from agents_bridge.provision.channel_setup import TelegramWebhooks
+from agents_bridge.provision.policy_check import PolicyReading, read_policy
+from agents_bridge.provision.provisioner import Provisioner
+from agents_bridge.provision.units_store import Unit, UnitStore
+from agents_bridge.provision.worker import LifecycleService, build_worker
 from common import agent_policy
 from common.kafka import EventProducer
 from common.secrets import SecretBox
@@ -52,6 +52,7 @@ from devstack.telegram_api import TelegramApiStandIn
 from ingress.main import run as run_ingress
 from ingress.stripe_payload import tenant_id_for
 from streams.metering.outputs import NOTICE_TEXT
+from tests.agents_bridge.bridge_fakes import DateClock
 from tests.stripe_events import (
     WEBHOOK_SECRET,
     body_of,
@@ -139,7 +140,7 @@ async def billing(
         provisioner=provisioner,
         producer=producer,
         channels=TelegramWebhooks(s),
-        clock=clock,
+        clock=DateClock(clock),
     )
     worker = build_worker(s, service, producer)
     stop = asyncio.Event()

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from agents_bridge.deliveries import FAILED, SENT, DeliveryResult, PgDeliveryLog
+from agents_bridge.deliver.log import FAILED, SENT, DeliveryResult, PgDeliveryLog
 from common.db import open_pool
 from common.secrets import token_hash
 from common.settings import Settings
