@@ -243,4 +243,25 @@ def create_topics(
         except KafkaException as err:
             if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    _await_metadata(admin, {t.topic: t.num_partitions for t in wanted})
     return created
+
+
+def _await_metadata(
+    admin: AdminClient, partitions: Mapping[str, int], timeout_s: float = 30.0
+) -> None:
+    """Until the broker's metadata shows every topic with all its partitions.
+
+    The controller accepts a creation before every broker's metadata has the partitions; a
+    client that asks at once (Faust checking its changelog topics) then sees 0 partitions
+    and fails with PartitionsMismatch. Bounded: after `timeout_s` the caller goes on."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=5).topics
+        if all(
+            name in topics and len(topics[name].partitions) >= count
+            for name, count in partitions.items()
+        ):
+            return
+        time.sleep(0.2)  # sleep-ok: metadata poll under a deadline
+    log.warning("topic metadata not complete after %.0fs: %s", timeout_s, sorted(partitions))
