@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -11,6 +10,7 @@ from confluent_kafka import Producer
 from bench.world import BenchTenant
 from common.kafka import producer_config
 from common.settings import Settings
+from common.timeconv import now_ms
 from common.topics import Topic
 from schemas import codec
 
@@ -26,7 +26,7 @@ def inbound(tenant: BenchTenant, n: int) -> dict[str, Any]:
         "sender_id": chat,
         "sender_name": "B",
         "text": f"bench {n}",
-        "received_at": int(time.time() * 1000),
+        "received_at": now_ms(),
         "channel_message_id": str(n),
         "reply_route": {"chat_id": chat, "bot_id": tenant.bot_id},
     }
@@ -47,7 +47,7 @@ def session_in(tenant: BenchTenant, n: int) -> dict[str, Any]:
         "input_tokens": None,
         "output_tokens": None,
         "model": None,
-        "occurred_at": int(time.time() * 1000),
+        "occurred_at": now_ms(),
     }
 
 

@@ -4,12 +4,11 @@
 commits, per partition, the highest offset below which every event is finished.
 Events of one *lane* (for example one conversation) run one at a time and in order;
 different lanes run concurrently up to `max_in_flight`, so one slow tenant does not stall
-the others. When the handler raises:
-
-- `InvalidEvent`: the original bytes go to the topic's dead-letter topic with the reason,
-  the event counts as done;
-- anything else: retried with capped exponential backoff, holding its lane (and so its
-  offset) until it succeeds; nothing is acknowledged silently.
+the others. When the handler raises, `common.failure` decides (the same policy as the
+Faust agents'): the event is dead-lettered (`dead_letter`, then it counts as done) or
+retried with capped exponential backoff, holding its lane (and so its offset) until it
+succeeds; nothing is acknowledged silently. A stage whose dead-letter breaker trips stops:
+`run()` drains, commits and raises `DlqBreakerTripped`.
 """
 
 from __future__ import annotations
@@ -20,16 +19,18 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from common.breaker import DlqBreaker, DlqBreakerTripped
 from common.errors import InvalidEvent
+from common.failure import BACKOFF, StageFailures, breaker_for
 from common.kafka import EventSink
 from common.settings import Settings
-from common.telemetry import CONSUMER_LAG, DEAD_LETTERS, EVENTS_PROCESSED
+from common.telemetry import CONSUMER_LAG, DEAD_LETTERS
+from common.timeconv import now_ms
 from common.topics import Topic
 from schemas import codec
 
@@ -90,7 +91,6 @@ class KafkaWorker:
         self._producer = producer
         self._lane_of = lane_of or (lambda e: f"{e.partition}")
         self._max_in_flight = max_in_flight
-        self._retry_cap = retry_cap_s
         self._group = settings.group(group)
         self._consumer = Consumer(
             {
@@ -111,13 +111,18 @@ class KafkaWorker:
         self._running = 0
         self._paused = False
         self._stopping = asyncio.Event()
-        self._breaker = breaker or DlqBreaker(
-            ratio=settings.dlq_breaker_ratio,
-            window=settings.dlq_breaker_window,
-            min_events=settings.dlq_breaker_min_events,
+        self._failures = StageFailures(
+            stage,
+            breaker=breaker or breaker_for(settings),
+            on_trip=lambda _reason: self._stopping.set(),
+            backoff=replace(BACKOFF, cap_s=retry_cap_s),
         )
-        self.tripped: str | None = None
         self.processed = 0
+
+    @property
+    def tripped(self) -> str | None:
+        """Why the stage stopped itself (its dead-letter breaker tripped), if it did."""
+        return self._failures.tripped
 
     async def run(self) -> None:
         """Consume until `stop()`; then finish in-flight events, commit and close."""
@@ -202,56 +207,26 @@ class KafkaWorker:
             self._finish(event)
 
     async def _process(self, event: Event) -> None:
-        attempt = 0
-        while True:
-            try:
-                if event.error is not None:
-                    raise InvalidEvent(f"undecodable: {event.error}")
-                await self._handler(event)
-                EVENTS_PROCESSED.labels(self.stage, "ok").inc()
-                self._breaker.record(False)
-                return
-            except InvalidEvent as err:
-                await self._dead_letter(event, err.reason)
-                EVENTS_PROCESSED.labels(self.stage, "dead_letter").inc()
-                self._breaker.record(True, err.reason)
-                if self._breaker.tripped and not self.tripped:
-                    self.tripped = self._breaker.explain(self.stage)
-                    log.critical("%s", self.tripped)
-                    self._stopping.set()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # retryable by default: never acknowledge a failure
-                attempt += 1
-                delay = min(self._retry_cap, 0.2 * 2 ** min(attempt, 10))
-                retry_after = getattr(err, "retry_after", None)
-                if isinstance(retry_after, int | float) and retry_after > 0:
-                    delay = max(delay, float(retry_after))
-                EVENTS_PROCESSED.labels(self.stage, "retry").inc()
-                log.warning(
-                    "%s: %s at %s[%d]@%d, retry %d in %.1fs",
-                    self.stage,
-                    type(err).__name__,
-                    event.topic.value,
-                    event.partition,
-                    event.offset,
-                    attempt,
-                    delay,
-                )
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-                    raise asyncio.CancelledError  # shutting down: leave it uncommitted
-                except TimeoutError:
-                    continue
+        await self._failures.run(
+            event, self._handle, dead_letter=self._dead_letter, wait=self._wait_or_stop
+        )
+
+    async def _handle(self, event: Event) -> None:
+        if event.error is not None:
+            raise InvalidEvent(f"undecodable: {event.error}")
+        await self._handler(event)
 
     async def _dead_letter(self, event: Event, reason: str) -> None:
         await dead_letter(self._producer, self.stage, event, reason, pause=self._pause_or_stop)
 
     async def _pause_or_stop(self, _attempt: int) -> None:
-        """A second between dead-letter attempts; a stopping worker gives up (uncommitted)."""
+        """A second between dead-letter attempts."""
+        await self._wait_or_stop(1.0)
+
+    async def _wait_or_stop(self, seconds: float) -> None:
+        """Wait before trying again; a stopping worker gives up (the event stays uncommitted)."""
         try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
         except TimeoutError:
             return
         raise asyncio.CancelledError
@@ -345,7 +320,7 @@ async def dead_letter(
         "key": event.key,
         "payload": event.raw,
         "reason": reason,
-        "failed_at": int(time.time() * 1000),
+        "failed_at": now_ms(),
     }
     key = (event.key or b"").decode("utf-8", "replace")
     attempt = 0

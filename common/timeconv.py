@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
+from common.retry import Clock
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def now_ms(clock: Clock | None = None) -> int:
+    """Now in epoch milliseconds: the system's wall clock, or `clock.now()` when given."""
+    return time.time_ns() // 1_000_000 if clock is None else to_ms(clock.now())
 
 
 def to_ms(moment: datetime) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -20,6 +19,7 @@ from psycopg.rows import dict_row
 
 from common.kafka import EventProducer
 from common.settings import Settings
+from common.timeconv import now_ms
 from common.topics import Topic
 
 
@@ -102,7 +102,7 @@ async def _send_request(settings: Settings, tenant_id: str) -> str:
                 "request_id": request_id,
                 "tenant_id": tenant_id,
                 "reason": "operator",
-                "requested_at": int(datetime.now(UTC).timestamp() * 1000),
+                "requested_at": now_ms(),
             },
             timeout=30,
         )

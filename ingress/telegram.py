@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 
 from aiohttp import web
 
 from common.errors import KafkaUnavailable
 from common.telemetry import INGRESS_DUPLICATES
+from common.timeconv import now_ms
 from common.topics import Topic
 from ingress.middlewares import ApiError, read_body
 from ingress.outcomes import Outcome, counted
@@ -74,7 +74,7 @@ async def telegram_webhook(request: web.Request) -> tuple[Outcome, dict[str, Any
         update,
         bot_id=bot_id,
         tenant_id=tenant.tenant_id,
-        received_at_ms=time.time_ns() // 1_000_000,
+        received_at_ms=now_ms(),
     )
     if isinstance(record, Ignored):
         log.debug("telegram update %s:%s ignored: %s", bot_id, update.update_id, record.reason)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
@@ -43,6 +42,7 @@ from aiohttp import web
 from common.directory import Binding, Tenant
 from common.errors import KafkaUnavailable
 from common.telemetry import INGRESS_DUPLICATES, INGRESS_REQUESTS
+from common.timeconv import now_ms
 from common.topics import Topic
 from ingress.dedup import RecentUpdates
 from ingress.middlewares import ApiError, read_body
@@ -141,7 +141,7 @@ async def whatsapp_webhook(request: web.Request) -> tuple[Outcome, dict[str, Any
     if not all(s and hub_signature_ok(signature, raw, s.value) for s in app_secrets):
         raise ApiError(401, "bad_signature", "signature does not match the app secret")
 
-    now_ms = time.time_ns() // 1_000_000
+    received_ms = now_ms()
     outputs: list[Output] = []
     ignored: list[str] = []
     for change in notification.changes:
@@ -149,7 +149,7 @@ async def whatsapp_webhook(request: web.Request) -> tuple[Outcome, dict[str, Any
         out, skipped = normalize(
             change,
             tenant_id=tenant.tenant_id,
-            received_at_ms=now_ms,
+            received_at_ms=received_ms,
             notify=tenant.status in _NOTIFY_STATUSES,
             notice_text=NOTICE,
         )

@@ -1,16 +1,21 @@
 """The agent boundary: what happens when handling one event fails.
 
 In Faust an exception that leaves an agent acks the event and loses it, so every agent runs
-its handler through `Boundary.process`, which never lets one out:
-
-- `InvalidEvent` (undecodable payload, unknown tenant, a record that cannot be encoded, a
-  row PostgreSQL refuses): the original bytes go to the topic's dead-letter topic with the
-  reason, retried until the broker has them, and the event counts as done;
-- anything else (broker or database unavailable): retried with capped exponential
-  backoff, forever, holding the event and so its partition's offset.
+its handler through `Boundary.process`, which applies the consumers' one failure policy
+(`common.failure`, the same as `common.consumer.KafkaWorker`'s) and never lets a failure
+out: an event that can never succeed (undecodable payload, unknown tenant, a record that
+cannot be encoded, a row PostgreSQL refuses) is dead-lettered with the reason (written
+until the broker has it) and counts as done; anything else (broker or database
+unavailable) is retried with capped exponential backoff, forever, holding the event and so
+its partition's offset.
 
 Only cancellation (worker shutdown, partitions revoked) ends the retries; the agent then
 does not ack the event, so it is consumed again.
+
+The dead-letter breaker: a stage that dead-letters most of what it reads stops. When its
+breaker trips, `on_trip(reason)` is called once (`streams.main` then stops the worker,
+which exits non-zero) and the stage takes no further event: `process` and `check` raise
+`DlqBreakerTripped`, leaving the event unacknowledged.
 
 Batches: `batches` groups a Faust stream's events into what is already buffered (never
 waiting for more, so a quiet stream still handles each event at once), and an agent handles
@@ -26,20 +31,22 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
+from common.breaker import DlqBreaker
 from common.consumer import Event, dead_letter
-from common.errors import InvalidEvent
+from common.failure import BACKOFF, Outcome, StageFailures
 from common.kafka import RawEventSink
-from common.telemetry import EVENTS_PROCESSED
 from common.topics import Topic
-from schemas import codec
 from streams.topics import to_event
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
+#: Called once with the reason when a stage's dead-letter breaker trips.
+OnTrip = Callable[[str], None]
 
 #: Most events an agent takes in one batch.
 BATCH_MAX = 1000
@@ -47,14 +54,6 @@ BATCH_MAX = 1000
 
 #: What the agents need of `common.kafka.EventProducer` (tests pass a fake).
 Producer = RawEventSink
-
-
-def backoff(attempt: int, cap: float, retry_after: float | None = None) -> float:
-    """Seconds to wait before retry number `attempt` (1-based)."""
-    delay = min(cap, 0.2 * 2.0 ** min(attempt, 10))
-    if retry_after is not None and retry_after > 0:
-        delay = max(delay, retry_after)
-    return delay
 
 
 class Boundary:
@@ -67,17 +66,28 @@ class Boundary:
         *,
         retry_cap_s: float = 30.0,
         sleep: Sleep = asyncio.sleep,
+        breaker: DlqBreaker | None = None,
+        on_trip: OnTrip | None = None,
     ) -> None:
         self.stage = stage
         self._producer = producer
-        self._retry_cap = retry_cap_s
         self._sleep = sleep
-        self._ok = EVENTS_PROCESSED.labels(stage, "ok")
+        self._failures = StageFailures(
+            stage, breaker=breaker, on_trip=on_trip, backoff=replace(BACKOFF, cap_s=retry_cap_s)
+        )
+
+    @property
+    def tripped(self) -> str | None:
+        """Why the stage stopped (its dead-letter breaker tripped), if it did."""
+        return self._failures.tripped
+
+    def check(self) -> None:
+        """Raise `DlqBreakerTripped` once the stage stopped: it takes no further event."""
+        self._failures.check()
 
     def done(self, count: int) -> None:
         """`count` events were handled together (as a batch) and succeeded."""
-        if count:
-            self._ok.inc(count)
+        self._failures.succeeded(count)
 
     async def each(self, events: Sequence[Event], handler: Handler, err: Exception) -> None:
         """Handling `events` as a batch failed with `err`: run each on its own."""
@@ -92,52 +102,19 @@ class Boundary:
         for event in events:
             await self.process(event, handler)
 
-    async def process(self, event: Event, handler: Handler) -> str:
+    async def process(self, event: Event, handler: Handler) -> Outcome:
         """Run `handler` until it succeeds or the event is dead-lettered; the outcome."""
-        attempt = 0
-        while True:
-            try:
-                try:
-                    await handler(event)
-                except codec.CodecError as err:  # an output that can never be encoded
-                    raise InvalidEvent(f"unencodable: {err}") from err
-            except InvalidEvent as err:
-                await self.dead_letter(event, err.reason)
-                EVENTS_PROCESSED.labels(self.stage, "dead_letter").inc()
-                return "dead_letter"
-            except Exception as err:  # retryable by default: never acknowledge a failure
-                attempt += 1
-                retry_after = getattr(err, "retry_after", None)
-                delay = backoff(
-                    attempt, self._retry_cap, retry_after if _is_number(retry_after) else None
-                )
-                EVENTS_PROCESSED.labels(self.stage, "retry").inc()
-                log.warning(
-                    "%s: %s (%s) at %s[%d]@%d, retry %d in %.1fs",
-                    self.stage,
-                    type(err).__name__,
-                    err,
-                    event.topic.value,
-                    event.partition,
-                    event.offset,
-                    attempt,
-                    delay,
-                )
-                await self._sleep(delay)
-                continue
-            self._ok.inc()
-            return "ok"
+        self.check()
+        return await self._failures.run(
+            event, handler, dead_letter=self.dead_letter, wait=self._sleep
+        )
 
     async def dead_letter(self, event: Event, reason: str) -> None:
         """Write the original event to its topic's dead-letter topic (until the broker has it)."""
         await dead_letter(self._producer, self.stage, event, reason, pause=self._pause)
 
     async def _pause(self, attempt: int) -> None:
-        await self._sleep(backoff(attempt, self._retry_cap))
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+        await self._sleep(self._failures.backoff.delay(attempt))
 
 
 async def batches(stream: Any, max_size: int = BATCH_MAX) -> AsyncGenerator[list[Any], None]:
@@ -192,6 +169,7 @@ async def consume_batches(
     manual = stream.noack()
     async with aclosing(batches(manual, BATCH_MAX)) as taken:
         async for records in taken:
+            guard.check()  # a stage whose breaker tripped takes no further event
             events = [
                 to_event(topic, r.message.partition, r.message.offset, r.key, r.value)
                 for r in records

@@ -4,8 +4,9 @@ Starts the Faust worker programmatically (no `faust` CLI, so no web server and n
 command-line defaults overriding the app's settings): the tenant directory, the producer
 and the PostgreSQL pool are opened first, the agents are registered on a fresh app, the
 tables' changelog topics are created (the app may not declare topics), and then a
-`faust.Worker` runs on the current event loop. Logging is set up by the caller (the CLI);
-`run` serves /metrics when METRICS_PORT is set.
+`faust.Worker` runs on the current event loop. A stage whose dead-letter breaker trips
+stops the worker, and `run` then raises `DlqBreakerTripped` (the CLI exits non-zero).
+Logging is set up by the caller (the CLI); `run` serves /metrics when METRICS_PORT is set.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import faust
 
+from common.breaker import DlqBreakerTripped
 from common.db import open_pool
 from common.directory import Directory
 from common.kafka import EventProducer, create_topics
@@ -27,7 +29,7 @@ from common.telemetry import serve_metrics
 from streams.alerts import agent as alert_mail
 from streams.alerts.mailer import AlertMailer, PgAlertLedger, SmtpMailer
 from streams.app import create_app
-from streams.boundary import Producer
+from streams.boundary import OnTrip, Producer
 from streams.gauges import gauge_reporting
 from streams.metering import agent as metering
 from streams.metering.core import Tenants
@@ -54,14 +56,42 @@ def build_app(
     usage: UsageStore,
     mailer: AlertMailer,
     refresh: Callable[[], Awaitable[None]] | None = None,
+    on_trip: OnTrip | None = None,
 ) -> faust.App:
-    """The app with every agent (and the `meter_state` table) registered."""
+    """The app with every agent (and the `meter_state` table) registered; `on_trip(reason)`
+    is called when a stage's dead-letter breaker trips."""
     app = create_app(settings)
-    metering.register(app, settings, tenants=tenants, producer=producer, held=held, refresh=refresh)
-    session_sync.register(app, settings, store=store, producer=producer)
-    usage_sink.register(app, settings, store=usage, producer=producer)
-    alert_mail.register(app, settings, mailer=mailer, producer=producer)
+    metering.register(
+        app,
+        settings,
+        tenants=tenants,
+        producer=producer,
+        held=held,
+        refresh=refresh,
+        on_trip=on_trip,
+    )
+    session_sync.register(app, settings, store=store, producer=producer, on_trip=on_trip)
+    usage_sink.register(app, settings, store=usage, producer=producer, on_trip=on_trip)
+    alert_mail.register(app, settings, mailer=mailer, producer=producer, on_trip=on_trip)
     return app
+
+
+class StopOnTrip:
+    """`on_trip` for the worker: the first stage whose breaker trips stops it (sets `stop`);
+    `raise_if_tripped` then makes the process exit non-zero, like `KafkaWorker.run`."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        self.reason: str | None = None
+
+    def __call__(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self._stop.set()
+
+    def raise_if_tripped(self) -> None:
+        if self.reason is not None:
+            raise DlqBreakerTripped(self.reason)
 
 
 def changelog_topics(app: faust.App) -> list[tuple[str, int]]:
@@ -145,8 +175,10 @@ class _Worker(faust.Worker):
 
 
 async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run every agent until SIGINT/SIGTERM (or `stop` is set), then stop."""
+    """Run every agent until SIGINT/SIGTERM (or `stop` is set), then stop. Raises
+    `DlqBreakerTripped` (exit non-zero) when a stage's dead-letter breaker stopped it."""
     stop = stop if stop is not None else asyncio.Event()
+    trips = StopOnTrip(stop)
     serve_metrics(settings.metrics_port, settings.metrics_host)
     with on_stop_signals(stop.set):
         async with contextlib.AsyncExitStack() as resources:
@@ -170,6 +202,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
                     SmtpMailer(settings.smtp_relay_host, settings.smtp_relay_port),
                 ),
                 refresh=directory.reload,
+                on_trip=trips,
             )
             loop = asyncio.get_running_loop()
             created = await loop.run_in_executor(None, ensure_changelog_topics, settings, app)
@@ -180,6 +213,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
             resources.push_async_callback(_cancel, watch)
             await serve(app, stop)
     log.info("stream worker stopped")
+    trips.raise_if_tripped()
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

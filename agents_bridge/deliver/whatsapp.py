@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from common.directory import Binding
 from common.errors import InvalidEvent, RetryableError
 from common.retry import RetryPolicy
 from common.settings import Secret, Settings
+from common.timeconv import now_ms
 from common.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def accepted_status(
         "error_code": None,
         "error_title": None,
         "details": {},
-        "occurred_at": int(time.time() * 1000),
+        "occurred_at": now_ms(),
     }
 
 

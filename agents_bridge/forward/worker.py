@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -20,6 +19,7 @@ from agents_bridge.forward.gateway_client import (
 )
 from agents_bridge.forward.typing_indicator import NoIndicator, WorkIndicator
 from agents_bridge.ports import EventSink, TenantLookup
+from common import timeconv
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent, RetryableError
 from common.kafka import EventProducer
@@ -60,7 +60,7 @@ class Forwarder:
         producer: EventSink,
         directory: TenantLookup,
         gateway: Gateway,
-        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        now_ms: Callable[[], int] = timeconv.now_ms,
         indicator: WorkIndicator | None = None,
     ) -> None:
         self._indicator = indicator or NoIndicator()

@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from common import timeconv
 from common.directory import Binding, Tenant
 from common.errors import KafkaUnavailable
 from common.kafka import EventSink
@@ -124,7 +124,7 @@ class MailHandler:
         *,
         producer: Producer,
         directory: MailDirectory,
-        now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        now_ms: Callable[[], int] = timeconv.now_ms,
     ) -> None:
         self._domain = settings.mail_domain
         self._producer = producer

@@ -13,10 +13,11 @@ import faust
 from faust.types import AgentT
 
 from common.consumer import Event
+from common.failure import breaker_for
 from common.settings import Settings
 from common.topics import Topic
 from streams.alerts.mailer import AlertMailer
-from streams.boundary import Boundary, Producer
+from streams.boundary import Boundary, OnTrip, Producer
 from streams.topics import decode, source_topic, to_event
 
 STAGE = "alert-mail"
@@ -29,9 +30,10 @@ def register(
     mailer: AlertMailer,
     producer: Producer,
     boundary: Boundary | None = None,
+    on_trip: OnTrip | None = None,
 ) -> AgentT[Any]:
     """Add the alert mail agent to `app`; returns the agent."""
-    guard = boundary or Boundary(STAGE, producer)
+    guard = boundary or Boundary(STAGE, producer, breaker=breaker_for(settings), on_trip=on_trip)
 
     async def handle(event: Event) -> None:
         await mailer.deliver(decode(event))

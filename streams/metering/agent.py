@@ -16,9 +16,10 @@ import faust
 from faust.types import AgentT
 
 from common.consumer import Event
+from common.failure import breaker_for
 from common.settings import Settings
 from common.topics import Topic
-from streams.boundary import BATCH_MAX, Boundary, Producer, batches
+from streams.boundary import BATCH_MAX, Boundary, OnTrip, Producer, batches
 from streams.metering.core import Tenants
 from streams.metering.faust_private import ChangelogAcks, current_faust_event
 from streams.metering.handler import Metering
@@ -40,6 +41,7 @@ def register(
     held: HeldQueue,
     refresh: Callable[[], Awaitable[None]] | None = None,
     boundary: Boundary | None = None,
+    on_trip: OnTrip | None = None,
     durable: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[AgentT[Any], AgentT[Any]]:
     """Add the `meter_state` table, the metering agent and the release agent to `app`.
@@ -76,8 +78,10 @@ def register(
         dump=state_bytes,
         load=state_from_bytes,
     )
-    guard = boundary or Boundary(STAGE, producer)
-    release_guard = boundary or Boundary(RELEASE_STAGE, producer)
+    guard = boundary or Boundary(STAGE, producer, breaker=breaker_for(settings), on_trip=on_trip)
+    release_guard = boundary or Boundary(
+        RELEASE_STAGE, producer, breaker=breaker_for(settings), on_trip=on_trip
+    )
 
     async def moved(*_: Any, **__: Any) -> None:
         metering.forget()  # the table is rebuilt from the changelog: parse it again
@@ -93,6 +97,7 @@ def register(
         manual = stream.noack()
         async with aclosing(batches(manual, BATCH_MAX)) as taken:
             async for records in taken:
+                guard.check()  # a stage whose breaker tripped takes no further event
                 events = []
                 for record in records:
                     message = record.message

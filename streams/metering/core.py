@@ -12,15 +12,14 @@ changelog).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from common.consumer import Event
 from common.directory import Tenant
+from common.retry import Clock, SystemClock
 from common.telemetry import QUOTA_DECISIONS
 from streams.boundary import Producer
 from streams.metering.held_store import HeldQueue
@@ -31,7 +30,6 @@ REFRESH_INTERVAL_S = 10.0
 #: Parsed tenant states kept in memory (least recently used dropped first).
 STATE_CACHE = 4096
 
-Clock = Callable[[], datetime]
 #: Makes an event the one the table's writes belong to (its partition); see `agent.register`.
 Scope = Callable[[Event], AbstractContextManager[Any]]
 
@@ -46,10 +44,6 @@ class StateTable(Protocol):
     def get(self, key: str, default: Any = None) -> Any: ...
 
     def __setitem__(self, key: str, value: Any) -> None: ...
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _no_scope(_: Event) -> AbstractContextManager[None]:
@@ -67,7 +61,7 @@ class MeterCore:
         held: HeldQueue,
         *,
         refresh: Callable[[], Awaitable[None]] | None = None,
-        clock: Clock = utc_now,
+        clock: Clock | None = None,
         durable: Callable[[], Awaitable[None]] | None = None,
         scope: Scope = _no_scope,
         cache_size: int = STATE_CACHE,
@@ -79,7 +73,7 @@ class MeterCore:
         self._producer = producer
         self._held = held
         self._refresh = refresh
-        self._clock = clock
+        self._clock = clock or SystemClock()  # the decisions' dates, the refresh interval
         self._durable = durable  # waits until the table's changelog writes are acknowledged
         self._scope = scope
         self._refreshed_at = float("-inf")
@@ -140,10 +134,10 @@ class MeterCore:
 
     async def _tenant(self, tenant_id: str) -> Tenant | None:
         tenant = self._tenants.tenant(tenant_id)
-        stale = time.monotonic() - self._refreshed_at >= REFRESH_INTERVAL_S
+        stale = self._clock.monotonic() - self._refreshed_at >= REFRESH_INTERVAL_S
         if tenant is None and self._refresh is not None and stale:
             await self._refresh()  # a failure here is retried, not dead-lettered
-            self._refreshed_at = time.monotonic()
+            self._refreshed_at = self._clock.monotonic()
             tenant = self._tenants.tenant(tenant_id)
         return tenant
 

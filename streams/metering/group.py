@@ -117,7 +117,7 @@ class GroupCommit(MeterCore):
         if undecided(state, ref) and needs_release(state, tenant):
             return _Step.SLOW  # release the held messages first
         try:
-            new_state, decision = decide(state, ref, tenant, self._clock())
+            new_state, decision = decide(state, ref, tenant, self._clock.now())
         except InvalidEvent:
             return _Step.SLOW
         verdict = decision.verdict

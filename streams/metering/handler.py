@@ -41,7 +41,7 @@ class Metering(GroupCommit, Releases):
                 if undecided(state, ref) and needs_release(state, tenant):
                     state = await self._release(state, check_tenant(tenant), trigger, queued=queued)
                 new_state, decision = decide(
-                    state, ref, tenant, self._clock(), queued=ref.event_id in queued
+                    state, ref, tenant, self._clock.now(), queued=ref.event_id in queued
                 )
                 if decision.kind is Kind.NEW and not triggered(new_state.last_release, trigger):
                     new_state = replace(new_state, last_release=None)  # its outputs are all sent

@@ -80,7 +80,7 @@ class Releases(MeterCore):
                 tenant.tenant_id, state.released_seq, fetch_size(state, tenant)
             )
             new_state, release, verdicts = plan_release(
-                state, tenant, [(r.seq, r.event_id) for r in rows], trigger, self._clock()
+                state, tenant, [(r.seq, r.event_id) for r in rows], trigger, self._clock.now()
             )
             if request_at is not None:
                 new_state = at_request(new_state, *request_at)

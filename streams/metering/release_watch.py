@@ -18,13 +18,14 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
 from common.directory import Tenant
 from common.kafka import EventSink
+from common.timeconv import now_ms
 from common.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def request(tenant_id: str, reason: str) -> dict[str, Any]:
         "request_id": uuid.uuid4().hex,
         "tenant_id": tenant_id,
         "reason": reason,
-        "requested_at": int(datetime.now(UTC).timestamp() * 1000),
+        "requested_at": now_ms(),
     }
 
 

@@ -21,9 +21,10 @@ from faust.types import AgentT
 
 from common.consumer import Event
 from common.errors import InvalidEvent
+from common.failure import breaker_for
 from common.settings import Settings
 from common.topics import Topic
-from streams.boundary import Boundary, Producer, consume_batches
+from streams.boundary import Boundary, OnTrip, Producer, consume_batches
 from streams.sessions.store import SessionRow, SessionsStore
 from streams.topics import decode, source_topic
 
@@ -75,10 +76,11 @@ def register(
     store: SessionsStore,
     producer: Producer,
     boundary: Boundary | None = None,
+    on_trip: OnTrip | None = None,
 ) -> AgentT[Any]:
     """Add the session-sync agent to `app`; returns the agent."""
     sync = SessionSync(store)
-    guard = boundary or Boundary(STAGE, producer)
+    guard = boundary or Boundary(STAGE, producer, breaker=breaker_for(settings), on_trip=on_trip)
 
     async def session_sync(stream: Any) -> None:
         await consume_batches(stream, Topic.SESSION_EVENTS, sync.handle_batch, guard)

@@ -18,9 +18,10 @@ from faust.types import AgentT
 
 from common.consumer import Event
 from common.errors import InvalidEvent
+from common.failure import breaker_for
 from common.settings import Settings
 from common.topics import Topic
-from streams.boundary import Boundary, Producer, consume_batches
+from streams.boundary import Boundary, OnTrip, Producer, consume_batches
 from streams.topics import decode, source_topic
 from streams.usage.store import UsageStore
 
@@ -62,10 +63,11 @@ def register(
     store: UsageStore,
     producer: Producer,
     boundary: Boundary | None = None,
+    on_trip: OnTrip | None = None,
 ) -> AgentT[Any]:
     """Add the usage sink agent to `app`; returns the agent."""
     sink = UsageSink(store)
-    guard = boundary or Boundary(STAGE, producer)
+    guard = boundary or Boundary(STAGE, producer, breaker=breaker_for(settings), on_trip=on_trip)
 
     async def usage_sink(stream: Any) -> None:
         await consume_batches(stream, Topic.USAGE, sink.handle_batch, guard)

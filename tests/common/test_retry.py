@@ -73,3 +73,17 @@ def test_delay_is_capped_jittered_and_honours_retry_after() -> None:
 def test_attempts_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+async def test_without_a_limit_it_retries_until_success_on_a_capped_schedule() -> None:
+    clock = FakeClock()
+    unbounded = RetryPolicy(attempts=None, base_s=1.0, cap_s=5.0, clock=clock, rand=lambda: 0.5)
+
+    async def flaky(attempt: int) -> int:
+        if attempt < 8:
+            raise RetryableError("not yet")
+        return attempt
+
+    assert await unbounded.run(flaky) == 8
+    assert clock.sleeps == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0]
+    assert unbounded.delay(100_000) == 5.0  # a retry that lasts for days: still the cap

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from common.timeconv import now_ms
 from common.topics import Topic
 from ingress.signatures import TELEGRAM_SECRET_HEADER
 from ingress.telegram import SEND_TIMEOUT_S
@@ -61,10 +61,10 @@ async def test_text_message_is_produced_once_then_acknowledged(
     client: Client, producer: FakeProducer
 ) -> None:
     accepted = requests("accepted")
-    before = int(time.time() * 1000)
+    before = now_ms()
     update = text_update(100001, text="hello", chat_id=-1001234, message_thread_id=7)
     status, body, _ = await post(client, update)
-    after = int(time.time() * 1000)
+    after = now_ms()
 
     assert (status, body) == (200, {"ok": True})
     assert accepted.delta == 1

@@ -48,6 +48,7 @@ from psycopg.rows import dict_row
 from chaos.gateways import StubGateways
 from common.kafka import EventProducer
 from common.settings import Secret, Settings
+from common.timeconv import now_ms
 from common.topics import Topic
 from control.dlq import DeadLetterEntry, read_dead_letters
 from control.processes import ServiceGroup
@@ -274,7 +275,7 @@ async def _misroute_and_send(r: Run) -> None:
     # from alpha's bot, and one for a tenant nobody created.
     producer = EventProducer(r.settings)
     try:
-        now_ms = int(time.time() * 1000)
+        received_ms = now_ms()
         for tenant_id, text in ((b.tenant_id, "forged topic"), (str(uuid.uuid4()), "no one")):
             record = {
                 "event_id": f"telegram:{a.bot_id}:{900 + len(text)}",
@@ -284,7 +285,7 @@ async def _misroute_and_send(r: Run) -> None:
                 "sender_id": "444",
                 "sender_name": "Mallory",
                 "text": text,
-                "received_at": now_ms,
+                "received_at": received_ms,
                 "channel_message_id": "1",
                 "reply_route": {"chat_id": "444", "bot_id": a.bot_id},
             }

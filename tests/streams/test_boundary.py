@@ -7,20 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from common.breaker import DlqBreakerTripped
 from common.consumer import Event
 from common.errors import InvalidEvent, RetryableError
 from common.topics import Topic
 from schemas import codec
-from streams.boundary import Boundary, backoff, batches
+from streams.boundary import Boundary, batches
 from tests.streams.streams_fakes import FakeProducer, RecordingSleep, inbound_event
-
-
-def test_backoff_grows_to_the_cap_and_honours_retry_after() -> None:
-    delays = [backoff(n, 30.0) for n in range(1, 12)]
-    assert delays == sorted(delays)
-    assert delays[0] == pytest.approx(0.4)
-    assert delays[-1] == 30.0
-    assert backoff(1, 30.0, retry_after=12.0) == 12.0
 
 
 async def test_any_exception_is_retried_until_the_handler_succeeds() -> None:
@@ -152,3 +145,22 @@ async def test_an_invalid_usage_record_goes_to_its_dead_letter_topic() -> None:
     assert await boundary.process(event, invalid) == "dead_letter"
     [dead] = producer.on(Topic.USAGE_DLQ)
     assert (dead["source_offset"], dead["payload"], dead["reason"]) == (7, b"raw", "nope")
+
+
+async def test_a_stage_that_dead_letters_most_events_trips_and_stops() -> None:
+    producer = FakeProducer()
+    boundary = Boundary("stage", producer, sleep=RecordingSleep())  # DlqBreaker's defaults
+    handled: list[int] = []
+
+    async def invalid(event: Event) -> None:
+        handled.append(event.offset)
+        raise InvalidEvent("schema_drift: column missing")
+
+    for offset in range(50):  # min_events of the default breaker, all dead-lettered
+        assert await boundary.process(inbound_event(f"e{offset}", offset), invalid) == (
+            "dead_letter"
+        )
+    with pytest.raises(DlqBreakerTripped, match="schema_drift"):
+        await boundary.process(inbound_event("e50", 50), invalid)
+    assert handled == list(range(50))  # the event after the trip was not handled
+    assert len(producer.on(Topic.INBOUND_DLQ)) == 50

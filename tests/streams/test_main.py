@@ -12,10 +12,11 @@ from typing import Any
 import faust
 import pytest
 
+from common.breaker import DlqBreakerTripped
 from common.settings import Settings
 from streams.alerts import agent as alert_mail
 from streams.alerts.mailer import AlertMailer
-from streams.main import build_app, changelog_topics, serve
+from streams.main import StopOnTrip, build_app, changelog_topics, serve
 from streams.metering import agent as metering
 from streams.sessions import agent as session_sync
 from streams.sessions.store import Increments, SessionRow
@@ -68,7 +69,7 @@ def settings(tmp_path: Path, bootstrap: str = "127.0.0.1:9092") -> Settings:
     )
 
 
-def app_of(s: Settings) -> faust.App:
+def app_of(s: Settings, on_trip: StopOnTrip | None = None) -> faust.App:
     return build_app(
         s,
         tenants=FakeDirectory(),
@@ -77,6 +78,7 @@ def app_of(s: Settings) -> faust.App:
         held=FakeHeldQueue(),
         usage=NoUsage(),
         mailer=AlertMailer(s, NoLedger(), NoMailer()),
+        on_trip=on_trip,
     )
 
 
@@ -106,3 +108,18 @@ async def test_an_unreachable_broker_makes_serve_fail_fast(tmp_path: Path) -> No
     stop = asyncio.Event()
     with pytest.raises(RuntimeError, match="Unable to bootstrap"):  # aiokafka's error
         await asyncio.wait_for(serve(app, stop, grace_s=5), timeout=30)
+
+
+async def test_a_stage_whose_breaker_trips_stops_the_worker(tmp_path: Path) -> None:
+    s = Settings(
+        **{**vars(settings(tmp_path)), "dlq_breaker_window": 10, "dlq_breaker_min_events": 5}
+    )
+    stop = asyncio.Event()
+    trips = StopOnTrip(stop)
+    agent = app_of(s, trips).agents[session_sync.STAGE]
+    async with agent.test_context() as test_agent:
+        for _ in range(10):  # undecodable: every one is dead-lettered
+            await test_agent.put(b"not avro", key=b"k", partition=0, wait=False)
+        await asyncio.wait_for(stop.wait(), timeout=10)  # deadline, not a delay
+    with pytest.raises(DlqBreakerTripped, match="session-sync stopped: 100% of the last 5"):
+        trips.raise_if_tripped()

@@ -15,6 +15,7 @@ from common.topics import Topic
 from streams.boundary import Boundary
 from streams.metering.handler import Metering
 from streams.metering.state import RECENT_EVENTS, MeterState
+from tests.agents_bridge.bridge_fakes import DateClock
 from tests.streams.streams_fakes import (
     NOW,
     OTHER,
@@ -87,7 +88,7 @@ class Rig:
             self.producer,
             self.held,
             refresh=self.directory.reload,
-            clock=lambda: NOW,
+            clock=DateClock(lambda: NOW),
             durable=self.durable,
         )
         return self.metering
@@ -209,7 +210,12 @@ async def test_a_failed_flush_is_retried_before_any_output() -> None:
             raise failures.pop()
 
     rig.metering = Metering(
-        rig.directory, rig.table, rig.producer, rig.held, clock=lambda: NOW, durable=flaky
+        rig.directory,
+        rig.table,
+        rig.producer,
+        rig.held,
+        clock=DateClock(lambda: NOW),
+        durable=flaky,
     )
     await rig.batch(mixed(4))
     # the batch's flush failed; the first event on its own flushes again, before sending

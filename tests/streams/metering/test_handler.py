@@ -15,6 +15,7 @@ from streams.boundary import Boundary
 from streams.metering.handler import Metering
 from streams.metering.outputs import NOTICE_TEXT
 from streams.metering.state import MeterState
+from tests.agents_bridge.bridge_fakes import DateClock
 from tests.streams.streams_fakes import (
     NOW,
     OTHER,
@@ -46,7 +47,7 @@ class Rig:
             self.producer,
             self.held,
             refresh=self.directory.reload,
-            clock=lambda: NOW,
+            clock=DateClock(lambda: NOW),
         )
         self.boundary = Boundary("metering", self.producer, sleep=self.sleep)
         self.requests = 0
@@ -302,7 +303,12 @@ async def test_a_failed_directory_reload_is_retried_not_dead_lettered() -> None:
         await real_reload()
 
     rig.metering = Metering(
-        rig.directory, rig.table, rig.producer, rig.held, refresh=flaky_reload, clock=lambda: NOW
+        rig.directory,
+        rig.table,
+        rig.producer,
+        rig.held,
+        refresh=flaky_reload,
+        clock=DateClock(lambda: NOW),
     )
     assert await rig.feed(inbound_event("x0", 0, OTHER)) == ["ok"]
     assert len(rig.sleep.delays) == 1

@@ -19,6 +19,7 @@ from streams.metering.decide import InboundRef, decide
 from streams.metering.handler import Metering
 from streams.metering.overage import RELEASE_BATCH, fetch_size, needs_release, plan_release, room
 from streams.metering.state import MeterState, Outcome
+from tests.agents_bridge.bridge_fakes import DateClock
 from tests.streams.streams_fakes import (
     NOW,
     PERIOD_END,
@@ -108,7 +109,7 @@ class Model:
         self.log: list[Event] = []  # every event handled, in order (both topics)
         self.ends: list[int] = []  # table writes made when log[i] was done
         self.metering = Metering(
-            self.directory, self.table, self.producer, self.held, clock=lambda: NOW
+            self.directory, self.table, self.producer, self.held, clock=DateClock(lambda: NOW)
         )
         self.boundary = Boundary("metering", self.producer, sleep=RecordingSleep())
         self.sent: list[str] = []
