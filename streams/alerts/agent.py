@@ -15,9 +15,10 @@ from faust.types import AgentT
 from common.consumer import Event
 from common.settings import Settings
 from common.topics import Topic
+from schemas.types import QuotaAlert
 from streams.alerts.mailer import AlertMailer
 from streams.boundary import Boundary, Producer
-from streams.topics import decode, source_topic, to_event
+from streams.topics import decode_as, source_topic, to_event
 
 STAGE = "alert-mail"
 
@@ -34,7 +35,7 @@ def register(
     guard = boundary or Boundary(STAGE, producer)
 
     async def handle(event: Event) -> None:
-        await mailer.deliver(decode(event))
+        await mailer.deliver(decode_as(event, QuotaAlert))
 
     async def alert_mail(stream: Any) -> None:
         manual = stream.noack()

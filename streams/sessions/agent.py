@@ -23,9 +23,10 @@ from common.consumer import Event
 from common.errors import InvalidEvent
 from common.settings import Settings
 from common.topics import Topic
+from schemas.types import SessionEvent
 from streams.boundary import Boundary, Producer, consume_batches
 from streams.sessions.store import SessionRow, SessionsStore
-from streams.topics import decode, source_topic
+from streams.topics import decode_as, source_topic
 
 STAGE = "session-sync"
 
@@ -61,7 +62,7 @@ class SessionSync:
 
 
 def _row(event: Event) -> SessionRow:
-    record = decode(event)
+    record = decode_as(event, SessionEvent)
     try:
         return SessionRow.from_record(record)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
