@@ -2,22 +2,26 @@
 
 Keys and values stay raw bytes inside Faust; `to_event` wraps a record in the same
 `common.consumer.Event` the confluent-kafka workers use and `decode` fills its value with
-`schemas.codec`, so handlers read alike everywhere. Outputs are produced with
+`schemas.codec`, so handlers read alike everywhere; `decode_as` gives it as the topic's
+TypedDict (`common.records.value_of`). Outputs are produced with
 `common.kafka.EventProducer`, never through Faust topics.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.types import TopicT
 
 from common.consumer import Event
 from common.errors import InvalidEvent
+from common.records import value_of
 from common.settings import Settings
 from common.topics import Topic
 from schemas import codec
+
+R = TypeVar("R")
 
 
 def source_topic(app: faust.App, settings: Settings, topic: Topic) -> TopicT:
@@ -45,6 +49,13 @@ def decode(event: Event) -> dict[str, Any]:
         except codec.CodecError as err:
             raise InvalidEvent(f"undecodable: {err}") from err
     return event.value
+
+
+def decode_as(event: Event, kind: type[R]) -> R:
+    """`decode`, read as `kind` (the TypedDict of the topic's schema): `decode_as(event,
+    InboundMessage)`."""
+    decode(event)
+    return value_of(event, kind)
 
 
 def _as_bytes(data: Any) -> bytes:

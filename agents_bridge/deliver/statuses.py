@@ -28,9 +28,11 @@ from psycopg_pool import AsyncConnectionPool
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent
 from common.kafka import EventProducer
+from common.records import value_of
 from common.settings import Settings
 from common.telemetry import CHANNEL_STATUSES, PG_WRITE_SECONDS
 from common.topics import Topic
+from schemas.types import ChannelStatus
 
 STAGE = "status_recorder"
 GROUP = "agents_bridge.status_recorder"  # the consumer group (committed offsets): keep the name
@@ -64,7 +66,8 @@ _STATEMENTS = {
 
 def status_lane(event: Event) -> str:
     """A few lanes by message id: one wamid's records are written one at a time."""
-    return f"statuses:{zlib.crc32(event.value['message_id'].encode()) % LANES}"
+    message_id = value_of(event, ChannelStatus)["message_id"]
+    return f"statuses:{zlib.crc32(message_id.encode()) % LANES}"
 
 
 class StatusRecorder:
@@ -74,7 +77,7 @@ class StatusRecorder:
         self._pool = pool
 
     async def handle(self, event: Event) -> None:
-        record = event.value
+        record = value_of(event, ChannelStatus)
         status = record["status"]
         statement = _STATEMENTS.get(status)
         if statement is None:

@@ -20,9 +20,11 @@ from agents_bridge.deliver.channel import ChannelDelivery
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent
 from common.kafka import EventProducer
+from common.records import value_of
 from common.settings import Settings
 from common.telemetry import CHANNEL_SENDS
 from common.topics import Topic
+from schemas.types import OutboundReply
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ _REMEMBER = 10_000
 
 def reply_lane(event: Event) -> str:
     """One lane per conversation: replies of one chat are sent in order."""
-    return f"{event.value['tenant_id']}:{event.value['conversation_id']}"
+    reply = value_of(event, OutboundReply)
+    return f"{reply['tenant_id']}:{reply['conversation_id']}"
 
 
 class Delivery:
@@ -51,7 +54,7 @@ class Delivery:
         return event_id in self._delivered
 
     async def handle(self, event: Event) -> None:
-        reply = event.value
+        reply = value_of(event, OutboundReply)
         event_id = reply["event_id"]
         channel = reply["channel"]
         if event_id in self._delivered:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,10 +23,14 @@ from common import timeconv
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent, RetryableError
 from common.kafka import EventProducer
+from common.records import value_of
 from common.settings import Settings
 from common.tenant_status import IN_SERVICE
 from common.timeconv import epoch_ms
 from common.topics import Topic
+from schemas import records
+from schemas.outgoing import OutboundReplyOut, SessionEventOut, UsageRecordOut
+from schemas.types import AdmittedMessage, InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ class Gateway(Protocol):
 
 def conversation_lane(event: Event) -> str:
     """One lane per conversation: its gateway turns run one at a time, in order."""
-    msg = event.value["message"]
+    msg = value_of(event, AdmittedMessage)["message"]
     return f"{msg['tenant_id']}:{msg['channel']}:{msg['conversation_id']}"
 
 
@@ -73,7 +77,7 @@ class Forwarder:
         self._answers: OrderedDict[str, tuple[str, GatewayReply]] = OrderedDict()
 
     async def handle(self, event: Event) -> None:
-        admitted = event.value
+        admitted = value_of(event, AdmittedMessage)
         msg = admitted["message"]
         event_id = msg["event_id"]
         kept = self._answers.get(event_id)
@@ -102,7 +106,7 @@ class Forwarder:
             agent_id=tenant.gateway_agent_id or tenant.agent_id,
         )
 
-    async def _ask(self, target: GatewayTarget, msg: Mapping[str, Any]) -> GatewayReply:
+    async def _ask(self, target: GatewayTarget, msg: InboundMessage) -> GatewayReply:
         tenant_id = msg["tenant_id"]
         slots = self._slots.get(tenant_id)
         if slots is None:
@@ -119,9 +123,7 @@ class Forwarder:
         while len(self._answers) > _KEEP_ANSWERS:
             self._answers.popitem(last=False)
 
-    async def _publish(
-        self, admitted: Mapping[str, Any], agent_id: str, reply: GatewayReply
-    ) -> None:
+    async def _publish(self, admitted: AdmittedMessage, agent_id: str, reply: GatewayReply) -> None:
         msg = admitted["message"]
         tenant_id = msg["tenant_id"]
         now = self._now_ms()
@@ -141,57 +143,41 @@ class Forwarder:
 
 
 def outbound_reply(
-    msg: Mapping[str, Any], agent_id: str, reply: GatewayReply, now: int
-) -> dict[str, Any]:
-    return {
-        "event_id": "reply:" + msg["event_id"],
-        "in_reply_to": msg["event_id"],
-        "tenant_id": msg["tenant_id"],
-        "channel": msg["channel"],
-        "conversation_id": msg["conversation_id"],
-        "text": reply.text,
-        "reply_route": dict(msg.get("reply_route") or {}),
-        "agent_id": agent_id,
-        "gateway_response_id": reply.response_id,
-        "input_tokens": reply.input_tokens or 0,
-        "output_tokens": reply.output_tokens or 0,
-        "created_at": now,
-    }
+    msg: InboundMessage, agent_id: str, reply: GatewayReply, now: int
+) -> OutboundReplyOut:
+    return records.reply(
+        msg,
+        event_id="reply:" + msg["event_id"],
+        text=reply.text,
+        agent_id=agent_id,
+        gateway_response_id=reply.response_id,
+        input_tokens=reply.input_tokens or 0,
+        output_tokens=reply.output_tokens or 0,
+        created_at=now,
+    )
 
 
-def session_event(msg: Mapping[str, Any], reply: GatewayReply, now: int) -> dict[str, Any]:
-    return {
-        "event_id": "reply:" + msg["event_id"],
-        "kind": "message_out",
-        "tenant_id": msg["tenant_id"],
-        "channel": msg["channel"],
-        "conversation_id": msg["conversation_id"],
-        "role": "assistant",
-        "text": reply.text,
-        "status": "replied",
-        "in_reply_to": msg["event_id"],
-        "input_tokens": reply.input_tokens,
-        "output_tokens": reply.output_tokens,
-        "model": reply.model,
-        "occurred_at": now,
-    }
+def session_event(msg: InboundMessage, reply: GatewayReply, now: int) -> SessionEventOut:
+    return records.message_out(
+        msg,
+        text=reply.text,
+        input_tokens=reply.input_tokens,
+        output_tokens=reply.output_tokens,
+        model=reply.model,
+        occurred_at=now,
+    )
 
 
-def usage_record(admitted: Mapping[str, Any], reply: GatewayReply, now: int) -> dict[str, Any]:
-    msg = admitted["message"]
-    return {
-        "usage_id": "tok:" + msg["event_id"],
-        "kind": "tokens",
-        "tenant_id": msg["tenant_id"],
-        "plan_id": admitted["plan_id"],
-        "period_start": epoch_ms(admitted["period_start"]),
-        "period_end": epoch_ms(admitted["period_end"]),
-        "channel": msg["channel"],
-        "messages": 0,
-        "input_tokens": reply.input_tokens or 0,
-        "output_tokens": reply.output_tokens or 0,
-        "recorded_at": now,
-    }
+def usage_record(admitted: AdmittedMessage, reply: GatewayReply, now: int) -> UsageRecordOut:
+    return records.token_usage(
+        admitted["message"],
+        plan_id=admitted["plan_id"],
+        period_start=epoch_ms(admitted["period_start"]),
+        period_end=epoch_ms(admitted["period_end"]),
+        input_tokens=reply.input_tokens or 0,
+        output_tokens=reply.output_tokens or 0,
+        recorded_at=now,
+    )
 
 
 def build_worker(settings: Settings, forwarder: Forwarder, producer: EventProducer) -> KafkaWorker:

@@ -20,6 +20,7 @@ tenant whose gateway and data are gone.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,7 +65,7 @@ class Fact:
         return (self.occurred_ms, self.event_id)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Fact:
+    def from_record(cls, record: Mapping[str, Any]) -> Fact:
         """From a decoded TenantLifecycle record (timestamps as datetime or epoch ms)."""
         raw_settings = record.get("settings_json")
         settings = json.loads(raw_settings) if raw_settings else {}

@@ -21,6 +21,7 @@ from agents_bridge.provision.units_store import UnitStore
 from common.consumer import Event, KafkaWorker
 from common.errors import InvalidEvent
 from common.kafka import EventProducer, EventSink
+from common.records import value_of
 from common.retry import Clock, SystemClock
 from common.settings import Settings
 from common.signals import on_stop_signals
@@ -31,6 +32,7 @@ from common.telemetry import (
     setup_logging,
 )
 from common.topics import Topic
+from schemas.types import TenantLifecycle
 
 log = logging.getLogger(__name__)
 DECISION = "decision"
@@ -85,7 +87,7 @@ class LifecycleService:
 
     async def handle(self, event: Event) -> None:
         """One tenants.lifecycle record (KafkaWorker handler)."""
-        value = event.value
+        value = value_of(event, TenantLifecycle)
         if value.get("billing_event", "") in ("", DECISION):
             return  # our own announcements and operator notes: nothing to apply
         try:
@@ -93,7 +95,7 @@ class LifecycleService:
         except (KeyError, TypeError, ValueError) as err:
             raise InvalidEvent(f"bad_fact: {err}") from err
         outcome = await asyncio.to_thread(
-            self._store.apply, str(value["tenant_id"]), fact, self._clock.now()
+            self._store.apply, value["tenant_id"], fact, self._clock.now()
         )
         await self._follow(outcome, value.get("owner_email"))
 

@@ -16,9 +16,10 @@ from common.consumer import Event
 from common.failure import breaker_for
 from common.settings import Settings
 from common.topics import Topic
+from schemas.types import QuotaAlert
 from streams.alerts.mailer import AlertMailer
 from streams.boundary import Boundary, OnTrip, Producer
-from streams.topics import decode, source_topic, to_event
+from streams.topics import decode_as, source_topic, to_event
 
 STAGE = "alert-mail"
 
@@ -36,7 +37,7 @@ def register(
     guard = boundary or Boundary(STAGE, producer, breaker=breaker_for(settings), on_trip=on_trip)
 
     async def handle(event: Event) -> None:
-        await mailer.deliver(decode(event))
+        await mailer.deliver(decode_as(event, QuotaAlert))
 
     async def alert_mail(stream: Any) -> None:
         manual = stream.noack()

@@ -32,16 +32,16 @@ invalid (dead-lettered with the reason): there is no one left to serve them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from common.directory import Tenant
 from common.errors import InvalidEvent
 from common.tenant_status import DELETED, SUSPENDED
 from common.timeconv import to_ms
+from schemas.types import InboundMessage
 from streams.metering.state import (
     RECENT_EVENTS,
     Alert,
@@ -71,13 +71,13 @@ class InboundRef:
     conversation: str = ""  # <channel>:<conversation_id>, for the once-per-conversation notice
 
     @classmethod
-    def of(cls, record: Mapping[str, Any], partition: int, offset: int) -> InboundRef:
+    def of(cls, record: InboundMessage, partition: int, offset: int) -> InboundRef:
         """The reference of a decoded InboundMessage consumed at `partition`/`offset`."""
         key = conversation(record)
-        return cls(str(record["event_id"]), partition, offset, key)
+        return cls(record["event_id"], partition, offset, key)
 
 
-def conversation(record: Mapping[str, Any]) -> str:
+def conversation(record: InboundMessage) -> str:
     """An inbound message's conversation: `<channel>:<conversation_id>`."""
     return f"{record['channel']}:{record['conversation_id']}"
 

@@ -11,14 +11,14 @@ window of recent verdicts (`_Step.FULL`: it starts the next group). See `streams
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
 
 from common.consumer import Event
 from common.directory import Tenant
 from common.errors import InvalidEvent
+from schemas.types import InboundMessage
 from streams.boundary import Boundary
 from streams.metering.core import MeterCore
 from streams.metering.decide import InboundRef, Kind, check_tenant, decide, undecided
@@ -26,7 +26,7 @@ from streams.metering.outputs import message_sends, queue_row, send_all
 from streams.metering.overage import needs_release
 from streams.metering.release import inbound_trigger, triggered
 from streams.metering.state import MeterState, Outcome, Verdict
-from streams.topics import decode
+from streams.topics import decode_as
 
 
 class _Step(Enum):
@@ -40,7 +40,7 @@ class _Output:
     """A decided event of a group whose outputs are still to be sent."""
 
     event: Event
-    record: Mapping[str, Any]
+    record: InboundMessage
     verdict: Verdict
     tenant: Tenant
 
@@ -99,8 +99,8 @@ class GroupCommit(MeterCore):
     def _plan(self, group: _Group, event: Event) -> _Step:
         """Decide `event` into `group` in memory, if it can be."""
         try:
-            record = decode(event)
-            tenant_id = str(record["tenant_id"])
+            record = decode_as(event, InboundMessage)
+            tenant_id = record["tenant_id"]
             tenant = self._tenants.tenant(tenant_id)
             if tenant is None:
                 return _Step.SLOW  # reload the directory, or dead-letter

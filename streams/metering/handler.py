@@ -7,19 +7,18 @@ whole story.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 from common.consumer import Event
 from common.directory import Tenant
+from schemas.types import InboundMessage
 from streams.metering.decide import InboundRef, Kind, check_tenant, decide, undecided
 from streams.metering.group import GroupCommit
 from streams.metering.outputs import message_sends, queue_row, send_all
 from streams.metering.overage import needs_release
 from streams.metering.release import Releases, inbound_trigger, triggered
 from streams.metering.state import Outcome, Verdict
-from streams.topics import decode
+from streams.topics import decode_as
 
 
 class Metering(GroupCommit, Releases):
@@ -28,8 +27,8 @@ class Metering(GroupCommit, Releases):
 
     async def handle(self, event: Event) -> None:
         """One message from messages.inbound."""
-        record = decode(event)
-        tenant_id = str(record["tenant_id"])
+        record = decode_as(event, InboundMessage)
+        tenant_id = record["tenant_id"]
         tenant = await self._tenant(tenant_id)
         ref = InboundRef.of(record, event.partition, event.offset)
         trigger = inbound_trigger(ref.event_id)
@@ -54,7 +53,7 @@ class Metering(GroupCommit, Releases):
             await self._emit(event, record, verdict, check_tenant(tenant))
 
     async def _emit(
-        self, event: Event, record: Mapping[str, Any], verdict: Verdict, tenant: Tenant
+        self, event: Event, record: InboundMessage, verdict: Verdict, tenant: Tenant
     ) -> None:
         await self._settle()
         sends = message_sends(self._producer, event, record, verdict, tenant)

@@ -1,6 +1,7 @@
 """The outputs of a metering decision: the records it sends, and their sends.
 
 - `session_event`: a SessionEvent for session.events (the user message, with its outcome);
+  it, `usage` and `notice_record` are built by `schemas.records`, as the forwarder's are;
 - `admitted`: an AdmittedMessage for messages.admitted (`inbound`: the InboundMessage in it);
 - `usage`: a UsageRecord for usage.records (`usage_id` `msg:<event_id>`);
 - `alert_record`: a QuotaAlert for quota.alerts (the email to the owner is sent from it by
@@ -17,14 +18,23 @@ alerts of a verdict or a release, and `send_all` awaits them all.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from common.consumer import Event
 from common.directory import Tenant
 from common.timeconv import epoch_ms
 from common.topics import Topic
+from schemas import records
+from schemas.outgoing import (
+    AdmittedMessageOut,
+    InboundMessageOut,
+    OutboundReplyOut,
+    QuotaAlertOut,
+    SessionEventOut,
+    UsageRecordOut,
+)
+from schemas.types import InboundMessage
 from streams.boundary import Producer
 from streams.metering.decide import conversation
 from streams.metering.held_store import HeldQueue
@@ -71,7 +81,7 @@ def alert_record(
     period_start_ms: int,
     period_end_ms: int,
     created_at_ms: int,
-) -> dict[str, Any]:
+) -> QuotaAlertOut:
     return {
         "alert_id": f"{tenant.tenant_id}:{period_start_ms}:{alert.level.value}",
         "tenant_id": tenant.tenant_id,
@@ -85,48 +95,32 @@ def alert_record(
     }
 
 
-def notice_record(record: Mapping[str, Any], verdict: Verdict, tenant: Tenant) -> dict[str, Any]:
+def notice_record(record: InboundMessage, verdict: Verdict, tenant: Tenant) -> OutboundReplyOut:
     """The polite notice answering the held inbound `record`."""
-    return {
-        "event_id": f"notice:{record['event_id']}",
-        "in_reply_to": record["event_id"],
-        "tenant_id": record["tenant_id"],
-        "channel": record["channel"],
-        "conversation_id": record["conversation_id"],
-        "text": NOTICE_TEXT,
-        "reply_route": dict(record.get("reply_route") or {}),
-        "agent_id": tenant.agent_id,
-        "gateway_response_id": None,
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "created_at": verdict.metered_at_ms,
-    }
+    return records.reply(
+        record,
+        event_id=f"notice:{record['event_id']}",
+        text=NOTICE_TEXT,
+        agent_id=tenant.agent_id,
+        gateway_response_id=None,
+        input_tokens=0,
+        output_tokens=0,
+        created_at=verdict.metered_at_ms,
+    )
 
 
-def inbound(record: Mapping[str, Any]) -> dict[str, Any]:
+def inbound(record: InboundMessage) -> InboundMessageOut:
     """A decoded InboundMessage made encodable again (timestamps as epoch ms)."""
     return {**record, "received_at": epoch_ms(record["received_at"])}
 
 
-def session_event(record: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
-    return {
-        "event_id": record["event_id"],
-        "kind": "message_in",
-        "tenant_id": record["tenant_id"],
-        "channel": record["channel"],
-        "conversation_id": record["conversation_id"],
-        "role": "user",
-        "text": record["text"],
-        "status": verdict.outcome.value,
-        "in_reply_to": None,
-        "input_tokens": None,
-        "output_tokens": None,
-        "model": None,
-        "occurred_at": epoch_ms(record["received_at"]),
-    }
+def session_event(record: InboundMessage, verdict: Verdict) -> SessionEventOut:
+    return records.message_in(
+        record, status=verdict.outcome.value, occurred_at=epoch_ms(record["received_at"])
+    )
 
 
-def admitted(record: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
+def admitted(record: InboundMessage, verdict: Verdict) -> AdmittedMessageOut:
     return {
         "message": inbound(record),
         "plan_id": verdict.plan_id,
@@ -137,24 +131,18 @@ def admitted(record: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def usage(record: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
-    return {
-        "usage_id": f"msg:{record['event_id']}",
-        "kind": "message",
-        "tenant_id": record["tenant_id"],
-        "plan_id": verdict.plan_id,
-        "period_start": verdict.period_start_ms,
-        "period_end": verdict.period_end_ms,
-        "channel": record["channel"],
-        "messages": 1,
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "recorded_at": verdict.metered_at_ms,
-    }
+def usage(record: InboundMessage, verdict: Verdict) -> UsageRecordOut:
+    return records.message_usage(
+        record,
+        plan_id=verdict.plan_id,
+        period_start=verdict.period_start_ms,
+        period_end=verdict.period_end_ms,
+        recorded_at=verdict.metered_at_ms,
+    )
 
 
 def message_sends(
-    producer: Producer, event: Event, record: Mapping[str, Any], verdict: Verdict, tenant: Tenant
+    producer: Producer, event: Event, record: InboundMessage, verdict: Verdict, tenant: Tenant
 ) -> list[Awaitable[None]]:
     """The broker outputs of one decided message (the queue row is `queue_row`)."""
     tenant_id = tenant.tenant_id
@@ -186,11 +174,11 @@ def message_sends(
 
 
 def queue_row(
-    held: HeldQueue, event: Event, record: Mapping[str, Any], verdict: Verdict
+    held: HeldQueue, event: Event, record: InboundMessage, verdict: Verdict
 ) -> Awaitable[None]:
     """A held message's row in the overage queue: the original bytes."""
     return held.put(
-        str(record["tenant_id"]),
+        record["tenant_id"],
         verdict.event_id,
         conversation(record),
         verdict.period_start_ms,
@@ -223,7 +211,7 @@ def alert_sends(
     ]
 
 
-async def send_all(sends: Any) -> None:
+async def send_all(sends: Iterable[Awaitable[None]]) -> None:
     """Await every send (all are started), then raise the first failure."""
     results = await asyncio.gather(*sends, return_exceptions=True)
     for result in results:

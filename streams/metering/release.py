@@ -19,6 +19,7 @@ from common.consumer import Event
 from common.directory import Tenant
 from common.topics import Topic
 from schemas import codec
+from schemas.types import InboundMessage, ReleaseRequest
 from streams.metering.core import MeterCore
 from streams.metering.decide import check_tenant
 from streams.metering.held_store import HeldRow
@@ -32,7 +33,7 @@ from streams.metering.outputs import (
 )
 from streams.metering.overage import at_request, fetch_size, needs_release, plan_release
 from streams.metering.state import MeterState, Release
-from streams.topics import decode
+from streams.topics import decode_as
 
 
 def inbound_trigger(event_id: str) -> str:
@@ -49,8 +50,8 @@ class Releases(MeterCore):
 
     async def handle_release(self, event: Event) -> None:
         """One request from quota.releases: release what the tenant's allowance allows."""
-        request = decode(event)
-        tenant_id = str(request["tenant_id"])
+        request = decode_as(event, ReleaseRequest)
+        tenant_id = request["tenant_id"]
         tenant = check_tenant(await self._tenant(tenant_id))
         trigger = f"rq:{event.partition}:{event.offset}"
         async with self._lock:
@@ -108,7 +109,7 @@ class Releases(MeterCore):
         await self._settle()
         payloads = {r.event_id: r.payload for r in rows}
         verdicts = release.verdicts([(r.seq, r.event_id) for r in rows])
-        records = [codec.decode(payloads[v.event_id], expect="inbound_message") for v in verdicts]
+        records = [codec.decode_as(payloads[v.event_id], InboundMessage) for v in verdicts]
         tenant_id = tenant.tenant_id
         await send_all(
             self._producer.send(

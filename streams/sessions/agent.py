@@ -24,9 +24,10 @@ from common.errors import InvalidEvent
 from common.failure import breaker_for
 from common.settings import Settings
 from common.topics import Topic
+from schemas.types import SessionEvent
 from streams.boundary import Boundary, OnTrip, Producer, consume_batches
 from streams.sessions.store import SessionRow, SessionsStore
-from streams.topics import decode, source_topic
+from streams.topics import decode_as, source_topic
 
 STAGE = "session-sync"
 
@@ -62,7 +63,7 @@ class SessionSync:
 
 
 def _row(event: Event) -> SessionRow:
-    record = decode(event)
+    record = decode_as(event, SessionEvent)
     try:
         return SessionRow.from_record(record)
     except (KeyError, TypeError, ValueError, AttributeError) as err:

@@ -40,7 +40,7 @@ dead-lettered alone.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -88,7 +88,7 @@ class SessionRow:
         return date(at.year, at.month, 1)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> SessionRow:
+    def from_record(cls, record: Mapping[str, Any]) -> SessionRow:
         occurred = record["occurred_at"]
         if not isinstance(occurred, datetime):
             occurred = datetime.fromtimestamp(int(occurred) / 1000, UTC)

@@ -10,7 +10,7 @@ topic), and an unreachable database is retried until it answers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -21,8 +21,9 @@ from common.errors import InvalidEvent
 from common.failure import breaker_for
 from common.settings import Settings
 from common.topics import Topic
+from schemas.types import UsageRecord
 from streams.boundary import Boundary, OnTrip, Producer, consume_batches
-from streams.topics import decode, source_topic
+from streams.topics import decode_as, source_topic
 from streams.usage.store import UsageStore
 
 STAGE = "usage-sink"
@@ -33,15 +34,15 @@ class UsageSink:
         self._store = store
 
     async def handle(self, event: Event) -> None:
-        await self._store.apply(decode(event))
+        await self._store.apply(decode_as(event, UsageRecord))
 
     async def handle_batch(self, events: Sequence[Event], guard: Boundary) -> None:
         """Every record stored (in one transaction when it can be) or counted as refused."""
-        records: list[Mapping[str, Any]] = []
+        records: list[UsageRecord] = []
         good: list[Event] = []
         for event in events:
             try:
-                records.append(decode(event))
+                records.append(decode_as(event, UsageRecord))
             except InvalidEvent:
                 await guard.process(event, self.handle)  # counted with the reason
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from common.timeconv import to_ms
 from schemas import codec
+from schemas.types import InboundMessage
 from streams.metering.outputs import (
     NOTICE_TEXT,
     alert_record,
@@ -49,7 +50,8 @@ def test_alert_record_fits_the_schema() -> None:
 
 
 def test_notice_answers_the_held_message_on_its_route() -> None:
-    record = inbound("e7", reply_route={"chat_id": "4242", "message_thread_id": "3"})
+    raw = inbound("e7", reply_route={"chat_id": "4242", "message_thread_id": "3"})
+    record = codec.decode_as(codec.encode("inbound_message", raw), InboundMessage)  # as consumed
     verdict = Verdict("e7", Outcome.HELD, 0, "individual", 1, 2, to_ms(NOW), (), True)
     notice = notice_record(record, verdict, tenant())
     decoded = codec.decode(codec.encode("outbound_reply", notice), expect="outbound_reply")
