@@ -88,7 +88,7 @@ def engine(docker_engine: DockerEngine) -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[StubLLM]:
-    with StubLLM(host="0.0.0.0") as stub:  # noqa: S104 (test netns only)
+    with StubLLM(host="0.0.0.0") as stub:  # test netns only
         yield stub
 
 

@@ -254,7 +254,7 @@ def _swaks(server: Server, to: str, body: str) -> subprocess.CompletedProcess[st
         if os.environ.get("CI"):
             pytest.fail("swaks is missing (scripts/setup-system.sh installs it)")
         pytest.skip("swaks is not installed (Debian: apt-get install swaks)")
-    return subprocess.run(  # noqa: S603 (fixed arguments, loopback)
+    return subprocess.run(
         [
             swaks,
             "--server",
