@@ -52,7 +52,7 @@ from devstack.telegram_api import TelegramApiStandIn
 from ingress.main import run as run_ingress
 from ingress.stripe_payload import tenant_id_for
 from streams.metering.outputs import NOTICE_TEXT
-from tests.agents_bridge.bridge_fakes import DateClock
+from tests.fakes import DateClock
 from tests.stripe_events import (
     WEBHOOK_SECRET,
     body_of,

@@ -12,7 +12,8 @@ from common.errors import InvalidEvent, RetryableError
 from common.topics import Topic
 from schemas import codec
 from streams.boundary import Boundary, backoff, batches
-from tests.streams.streams_fakes import FakeProducer, RecordingSleep, inbound_event
+from tests.fakes import FakeProducer, RecordingSleep
+from tests.streams.streams_fakes import inbound_event
 
 
 def test_backoff_grows_to_the_cap_and_honours_retry_after() -> None:

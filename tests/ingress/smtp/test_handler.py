@@ -24,7 +24,7 @@ from common.settings import Settings
 from devstack._proc import free_port
 from ingress.smtp.handler import MailHandler, agent_id_of
 from ingress.smtp.server import AgentSMTP, smtp_options
-from tests.ingress.ingress_fakes import FakeProducer
+from tests.fakes import FakeProducer
 from tests.ingress.smtp.smtp_fakes import (
     DOMAIN,
     TENANT_A,

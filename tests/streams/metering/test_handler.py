@@ -15,6 +15,7 @@ from streams.boundary import Boundary
 from streams.metering.handler import Metering
 from streams.metering.outputs import NOTICE_TEXT
 from streams.metering.state import MeterState
+from tests.fakes import FakeProducer, RecordingSleep
 from tests.streams.streams_fakes import (
     NOW,
     OTHER,
@@ -24,8 +25,6 @@ from tests.streams.streams_fakes import (
     TENANT,
     FakeDirectory,
     FakeHeldQueue,
-    FakeProducer,
-    RecordingSleep,
     inbound_event,
     tenant,
 )
