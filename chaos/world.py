@@ -52,7 +52,7 @@ class StampedRelay(RelaySink):
         super().__init__()
         self.arrived: list[float] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         answer = await super().handle_DATA(server, session, envelope)
         if answer.startswith("250"):  # no await in between: stays aligned with `received`
             self.arrived.append(time.time())

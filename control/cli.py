@@ -21,234 +21,13 @@ Every setting comes from the environment (README, "Settings").
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from common.settings import Settings, SettingsError
 from common.telemetry import setup_logging
-
-SERVICES = ("ingress", "streams", "forwarder", "delivery", "smtp", "provisioner")
-
-
-def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from control.migrate import migrate
-
-    applied = migrate(settings.database_url)
-    print(json.dumps({"applied": applied}))
-    return 0
-
-
-def _cmd_topics(settings: Settings, _args: argparse.Namespace) -> int:
-    from common.kafka import ensure_topics
-
-    print(json.dumps({"created": ensure_topics(settings)}))
-    return 0
-
-
-def _cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int:
-    from control.tenants import NewTenant, TenantError, create_tenant
-
-    try:
-        out = create_tenant(
-            settings,
-            NewTenant(
-                name=args.name,
-                plan=args.plan,
-                owner_email=args.owner_email,
-                telegram_bot_token=args.telegram_bot_token,
-                gateway_url=args.gateway_url,
-                gateway_token=args.gateway_token,
-                agent_id=args.agent_id,
-                gateway_agent_id=args.gateway_agent_id,
-            ),
-        )
-    except TenantError as err:
-        print(json.dumps({"error": str(err)}), file=sys.stderr)
-        return 2
-    if "telegram" in out and args.telegram_bot_token and not args.no_webhook:
-        from control.telegram_binding import BotApiError, register_created
-
-        try:
-            register_created(settings, out, args.telegram_bot_token)
-        except BotApiError as err:
-            print(json.dumps(out, indent=2))
-            print(
-                f"warning: tenant {out['tenant_id']} was created but its Telegram webhook is"
-                f" not set ({err.reason}); fix the cause, then run"
-                f" `openclaw-saas tenant set-webhook {out['tenant_id']}`",
-                file=sys.stderr,
-            )
-            return 3
-    print(json.dumps(out, indent=2))
-    return 0
-
-
-def _cmd_tenant_telegram(settings: Settings, args: argparse.Namespace) -> int:
-    from control.telegram_binding import BotApiError, reset_webhook, unbind
-    from control.tenants import TenantError
-
-    try:
-        if args.tenant_command == "set-webhook":
-            out = reset_webhook(settings, args.tenant)
-        else:
-            out = unbind(settings, args.tenant, force=args.force)
-    except TenantError as err:
-        print(json.dumps({"error": str(err)}), file=sys.stderr)
-        return 2
-    except BotApiError as err:
-        print(json.dumps({"error": err.reason}), file=sys.stderr)
-        return 3
-    print(json.dumps(out, indent=2))
-    return 0 if out.get("webhook_deleted", True) else 3
-
-
-def _cmd_tenant_list(settings: Settings, _args: argparse.Namespace) -> int:
-    from control.tenants import list_tenants
-
-    print(json.dumps(list_tenants(settings), indent=2, default=str))
-    return 0
-
-
-def _cmd_tenant_show(settings: Settings, args: argparse.Namespace) -> int:
-    from control.tenant_status import show_tenant
-
-    out = show_tenant(settings, args.tenant)
-    if out is None:
-        print(json.dumps({"error": f"no tenant {args.tenant!r}"}), file=sys.stderr)
-        return 2
-    print(json.dumps(out, indent=2, default=str))
-    return 0
-
-
-def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
-    from control.dlq import DLQ_TOPICS, read_dead_letters, replay
-
-    topics = [t for t in DLQ_TOPICS if args.topic in (None, t.value)]
-    if not topics:
-        print(f"unknown dead-letter topic {args.topic!r}", file=sys.stderr)
-        return 2
-    if args.dlq_command == "list":
-        for topic in topics:
-            for entry in read_dead_letters(settings, topic):
-                print(json.dumps(entry.summary()))
-        return 0
-    if args.topic is None:
-        print("replay needs --topic", file=sys.stderr)
-        return 2
-    print(json.dumps(replay(settings, topics[0], stage=args.stage, reason=args.reason)))
-    return 0
-
-
-def _cmd_whatsapp(settings: Settings, args: argparse.Namespace) -> int:
-    from control.tenants import TenantError
-    from control.whatsapp import WhatsAppNumber, bind_whatsapp, unbind_whatsapp
-
-    try:
-        if args.whatsapp_command == "bind":
-            number = WhatsAppNumber(
-                phone_number_id=args.phone_number_id,
-                access_token=args.access_token,
-                app_secret=args.app_secret,
-                verify_token=args.verify_token,
-                template=args.template,
-                template_language=args.template_language,
-                template_text_param=args.template_text_param,
-            )
-            out = bind_whatsapp(settings, args.tenant, number)
-        else:
-            out = unbind_whatsapp(settings, args.tenant, args.phone_number_id)
-    except TenantError as err:
-        print(json.dumps({"error": str(err)}), file=sys.stderr)
-        return 2
-    print(json.dumps(out, indent=2))
-    return 0
-
-
-def _cmd_email(settings: Settings, args: argparse.Namespace) -> int:
-    from control import email_admin as admin
-
-    try:
-        out: Any
-        if args.email_command == "bind":
-            out = admin.bind_email(
-                settings, args.tenant, address=args.address, reply_mode=args.reply_mode
-            )
-        elif args.email_command == "drafts":
-            out = admin.list_drafts(settings, tenant=args.tenant, status=args.status)
-        elif args.email_command == "approve":
-            out = admin.approve_draft(settings, args.id)
-        else:
-            out = admin.discard_draft(settings, args.id)
-    except admin.EmailAdminError as err:
-        print(json.dumps({"error": str(err)}), file=sys.stderr)
-        return 1 if args.email_command == "approve" else 2
-    print(json.dumps(out, indent=2, default=str))
-    return 0
-
-
-def _cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
-    from common.errors import KafkaUnavailable
-    from control.usage import UsageError, request_release, usage_show
-
-    try:
-        if args.command == "usage":
-            out = usage_show(settings, args.tenant)
-        else:
-            out = request_release(settings, args.tenant)
-    except UsageError as err:
-        print(json.dumps({"error": str(err)}), file=sys.stderr)
-        return 2
-    except KafkaUnavailable as err:
-        print(json.dumps({"error": f"request not sent: {err.reason}"}), file=sys.stderr)
-        return 1
-    print(json.dumps(out, indent=2, default=str))
-    return 0
-
-
-def _service(name: str) -> Callable[[Settings], Coroutine[Any, Any, None]]:
-    if name == "ingress":
-        from ingress.main import run as run_ingress
-
-        return run_ingress
-    if name == "streams":
-        from streams.main import run as run_streams
-
-        return run_streams
-    if name == "forwarder":
-        from agents_bridge.main import run_forwarder
-
-        return run_forwarder
-    if name == "smtp":
-        from ingress.smtp.main import run as run_smtp
-
-        return run_smtp
-    if name == "provisioner":
-        from agents_bridge.provision.worker import run_provisioner
-
-        return run_provisioner
-    from agents_bridge.main import run_delivery
-
-    return run_delivery
-
-
-def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from common.breaker import DlqBreakerTripped
-
-    try:
-        asyncio.run(_service(args.service)(settings))
-    except DlqBreakerTripped as err:
-        print(f"openclaw-saas run {args.service}: {err}", file=sys.stderr)
-        return 3
-    return 0
-
-
-def _cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from control.devrun import run_dev
-
-    return run_dev(settings, state_dir=args.state_dir, fresh=args.fresh)
+from control import commands
+from control.commands import SERVICES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,12 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("migrate", help="apply pending PostgreSQL migrations (DATABASE_URL)")
-    p.set_defaults(func=_cmd_migrate)
+    p.set_defaults(func=commands.cmd_migrate)
 
     p = sub.add_parser("topics", help="Kafka topics")
     tsub = p.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     tsub.add_parser("create", help="create missing topics (KAFKA_BOOTSTRAP, TOPIC_PARTITIONS)")
-    p.set_defaults(func=_cmd_topics)
+    p.set_defaults(func=commands.cmd_topics)
 
     p = sub.add_parser("tenant", help="tenant administration")
     tsub = p.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
@@ -288,20 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not call Telegram setWebhook (default: set it; exit 3 if that fails)",
     )
-    c.set_defaults(func=_cmd_tenant_create)
+    c.set_defaults(func=commands.cmd_tenant_create)
     ls = tsub.add_parser("list", help="list tenants as JSON (no secrets)")
-    ls.set_defaults(func=_cmd_tenant_list)
+    ls.set_defaults(func=commands.cmd_tenant_list)
     sh = tsub.add_parser(
         "show", help="one tenant: lifecycle status, plan, gateway container and its health"
     )
     sh.add_argument("tenant", help="tenant id or agent id")
-    sh.set_defaults(func=_cmd_tenant_show)
+    sh.set_defaults(func=commands.cmd_tenant_show)
     w = tsub.add_parser(
         "set-webhook",
         help="Telegram: new webhook secret token, setWebhook, print it (retry after a failure)",
     )
     w.add_argument("tenant", help="tenant id or agent id")
-    w.set_defaults(func=_cmd_tenant_telegram)
+    w.set_defaults(func=commands.cmd_tenant_telegram)
     u = tsub.add_parser(
         "unbind-telegram",
         help="Telegram: deleteWebhook, then remove the bot binding (kept if Telegram fails)",
@@ -310,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument(
         "--force", action="store_true", help="remove the binding even if deleteWebhook fails"
     )
-    u.set_defaults(func=_cmd_tenant_telegram)
+    u.set_defaults(func=commands.cmd_tenant_telegram)
 
     p = sub.add_parser("dlq", help="dead-letter topics: list what failed and why, replay it")
     dsub = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -322,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--topic", help="a dead-letter topic, e.g. messages.admitted.dlq")
         a.add_argument("--stage", help="only dead letters of this stage")
         a.add_argument("--reason", help="only dead letters whose reason contains this text")
-    p.set_defaults(func=_cmd_dlq)
+    p.set_defaults(func=commands.cmd_dlq)
 
     p = sub.add_parser("whatsapp", help="WhatsApp Business numbers (Cloud API)")
     wsub = p.add_subparsers(dest="whatsapp_command", required=True, metavar="ACTION")
@@ -346,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     u = wsub.add_parser("unbind", help="remove a tenant's number")
     u.add_argument("tenant", help="tenant id or agent id")
     u.add_argument("phone_number_id")
-    p.set_defaults(func=_cmd_whatsapp)
+    p.set_defaults(func=commands.cmd_whatsapp)
 
     p = sub.add_parser("email", help="email channel: agent addresses, reply drafts")
     esub = p.add_subparsers(dest="email_command", required=True, metavar="ACTION")
@@ -363,20 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
         "id", type=int
     )
     esub.add_parser("discard", help="drop a draft without sending it").add_argument("id", type=int)
-    p.set_defaults(func=_cmd_email)
+    p.set_defaults(func=commands.cmd_email)
 
     p = sub.add_parser("usage", help="message quotas")
     usub = p.add_subparsers(dest="usage_command", required=True, metavar="ACTION")
     q = usub.add_parser("show", help="current period: used, limit, held, alerts (JSON)")
     q.add_argument("--tenant", required=True, help="tenant id or agent id")
-    p.set_defaults(func=_cmd_usage)
+    p.set_defaults(func=commands.cmd_usage)
     p = sub.add_parser("overage", help="the overage queue of held messages")
     osub = p.add_subparsers(dest="overage_command", required=True, metavar="ACTION")
     q = osub.add_parser(
         "release", help="re-meter a tenant's held messages against its current allowance"
     )
     q.add_argument("--tenant", required=True, help="tenant id or agent id")
-    p.set_defaults(func=_cmd_usage)
+    p.set_defaults(func=commands.cmd_usage)
 
     p = sub.add_parser("run", help="run one service in the foreground until SIGINT/SIGTERM")
     p.add_argument(
@@ -386,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "forwarder: admitted -> OpenClaw gateway; delivery: replies -> channels; "
         "smtp: inbound mail -> Kafka; provisioner: tenants.lifecycle -> tenants + Docker",
     )
-    p.set_defaults(func=_cmd_run)
+    p.set_defaults(func=commands.cmd_run)
 
     p = sub.add_parser(
         "dev",
@@ -395,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--state-dir", default=".state/dev", help="where the local servers keep data")
     p.add_argument("--fresh", action="store_true", help="wipe the state dir first")
-    p.set_defaults(func=_cmd_dev)
+    p.set_defaults(func=commands.cmd_dev)
     return parser
 
 

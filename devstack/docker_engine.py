@@ -114,7 +114,7 @@ class DockerEngine(Managed):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C reaches only us
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - a killed test run leaves no engine
+                preexec_fn=_die_with_parent,  # a killed test run leaves no engine
             )
         wait_until(
             self._ping,

@@ -199,7 +199,7 @@ class KafkaBroker(ServerProcess):
                 )
             try:
                 return len(admin.list_topics(timeout=2).brokers) > 0
-            except Exception:  # noqa: BLE001 - KafkaException while the broker boots
+            except Exception:  # KafkaException while the broker boots
                 return False
 
         wait_until(

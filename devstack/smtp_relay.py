@@ -70,7 +70,7 @@ class RelaySink:
         with self._changed:
             self._refusals.extend([reply] * times)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._changed:
             if self._refusals:
                 self.refused += 1

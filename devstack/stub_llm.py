@@ -172,10 +172,10 @@ def _handler_for(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             """Stay quiet."""
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path.rstrip("/") in ("/v1/models", "/models"):
                 data = [{"id": stub.model, "object": "model", "owned_by": "stub"}]
                 self._json(200, {"object": "list", "data": data})
@@ -184,7 +184,7 @@ def _handler_for(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
             else:
                 self._json(404, {"error": {"message": "not found", "type": "not_found"}})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._json(404, {"error": {"message": "not found", "type": "not_found"}})
                 return

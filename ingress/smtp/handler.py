@@ -132,7 +132,7 @@ class MailHandler:
         self._now_ms = now_ms
         self.in_flight = 0
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_RCPT(  # aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         if not self._directory.loaded.is_set():
@@ -150,7 +150,7 @@ class MailHandler:
             envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.in_flight += 1
         try:
             outcome, reply = await self._data(envelope)

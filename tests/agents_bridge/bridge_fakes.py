@@ -1,9 +1,9 @@
-"""Fakes for the bridge's unit tests: producer, directory, clock, and event builders."""
+"""Fakes for the bridge's unit tests: directory, gateway, delivery log, and event builders."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +12,6 @@ from agents_bridge.deliver.log import FAILED, DeliveryResult
 from agents_bridge.forward.gateway_client import GatewayReply, GatewayTarget
 from common.consumer import Event
 from common.directory import TelegramBinding, Tenant
-from common.errors import KafkaUnavailable
 from common.settings import Secret
 from common.topics import Topic
 from schemas import codec
@@ -22,54 +21,6 @@ GATEWAY_TOKEN = "gw-SECRET-token-0123456789"
 BOT_TOKEN = "123456:AAH-BOT-SECRET-abcdef"
 PERIOD_START = datetime(2026, 11, 1, tzinfo=UTC)
 PERIOD_END = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-@dataclass
-class Sent:
-    topic: Topic
-    key: str
-    record: dict[str, Any]
-
-
-@dataclass
-class FakeProducer:
-    """Records sends after checking each record against its topic's schema."""
-
-    sent: list[Sent] = field(default_factory=list)
-    fail_next: int = 0
-    _changed: asyncio.Condition | None = None
-
-    async def send(
-        self,
-        topic: Topic,
-        key: str,
-        record: Mapping[str, Any],
-        *,
-        schema: str | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        codec.encode(schema or topic.schema, record)  # raises CodecError if it does not fit
-        await asyncio.sleep(0)  # sleep-ok: yield to the event loop
-        if self.fail_next:
-            self.fail_next -= 1
-            raise KafkaUnavailable("broker down (fake)")
-        self.sent.append(Sent(topic, key, dict(record)))
-        async with self._condition():
-            self._condition().notify_all()
-
-    def on(self, topic: Topic) -> list[dict[str, Any]]:
-        return [s.record for s in self.sent if s.topic == topic]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Wait (no polling) until `predicate()` holds after some send."""
-        cond = self._condition()
-        async with cond:
-            await asyncio.wait_for(cond.wait_for(predicate), timeout)
-
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        return self._changed
 
 
 @dataclass
@@ -123,42 +74,6 @@ class FakeGateway:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
-
-
-@dataclass
-class FakeClock:
-    """A clock whose sleeps return at once and only advance the recorded time."""
-
-    at: float = 1000.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.at, UTC)
-
-    def monotonic(self) -> float:
-        return self.at
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.at += seconds
-        await asyncio.sleep(0)  # sleep-ok: yield to the event loop
-
-
-class DateClock:
-    """A clock whose `now()` is `read()`, a date the test moves by hand; sleeps return at
-    once (the lifecycle service reads the date and never sleeps)."""
-
-    def __init__(self, read: Callable[[], datetime]) -> None:
-        self._read = read
-
-    def now(self) -> datetime:
-        return self._read()
-
-    def monotonic(self) -> float:
-        return self._read().timestamp()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)  # sleep-ok: yield to the event loop
 
 
 def tenant(

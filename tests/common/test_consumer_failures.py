@@ -11,7 +11,8 @@ from common.consumer import Event, KafkaWorker
 from common.settings import Settings
 from common.topics import Topic
 from schemas import codec
-from tests.agents_bridge.bridge_fakes import FakeProducer, admitted_event
+from tests.agents_bridge.bridge_fakes import admitted_event
+from tests.fakes import FakeProducer
 
 
 class IdleConsumer:

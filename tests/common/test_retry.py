@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import InvalidEvent, RetryableError
 from common.retry import RetryPolicy
-from tests.agents_bridge.bridge_fakes import FakeClock
+from tests.fakes import FakeClock
 
 
 def policy(clock: FakeClock, attempts: int = 4, rand: float = 0.5) -> RetryPolicy:

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from common.timeconv import epoch_ms, now_ms, to_ms
-from tests.agents_bridge.bridge_fakes import DateClock
+from tests.fakes import DateClock
 
 
 def test_to_ms_treats_naive_datetimes_as_utc_and_keeps_milliseconds() -> None:

@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from common.settings import Settings
 from ingress.app import create_app
+from tests.fakes import FakeProducer
 from tests.ingress.ingress_fakes import (
     BOT_A,
     BOT_B,
@@ -21,7 +22,6 @@ from tests.ingress.ingress_fakes import (
     TENANT_B,
     TENANT_S,
     FakeDirectory,
-    FakeProducer,
     make_tenant,
 )
 

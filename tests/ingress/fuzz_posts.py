@@ -11,8 +11,8 @@ from hypothesis import event
 from common.settings import Settings
 from ingress.app import create_app
 from ingress.typedefs import RoutingDirectory
+from tests.fakes import FakeProducer
 from tests.fuzzing import check_http_answer, fresh_client
-from tests.ingress.ingress_fakes import FakeProducer
 
 Client = TestClient[Any, Any]
 

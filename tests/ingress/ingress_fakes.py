@@ -1,20 +1,16 @@
-"""Fakes for the ingress tests: a producer that really encodes, a directory from dataclasses."""
+"""Fakes for the ingress tests: a directory from dataclasses, tenants, updates, metrics."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import REGISTRY
 
 from common.directory import TelegramBinding, Tenant
-from common.errors import KafkaUnavailable
 from common.secrets import token_hash
 from common.settings import Secret
-from common.topics import Topic
-from schemas import codec
 from tests.tenants import a_tenant
 
 TENANT_A = "0b7c2f5e-8a51-4a8e-9d0e-3f1c2b4a5d6e"
@@ -23,45 +19,6 @@ BOT_A, SECRET_A = "7000000001", "secret-a_0123456789"
 BOT_B, SECRET_B = "7000000002", "secret-b_9876543210"
 TENANT_S, BOT_S, SECRET_S = "c0ffee00-0000-4000-8000-000000000003", "7000000003", "secret-s"
 MAX_BODY = 4096
-
-
-@dataclass(frozen=True)
-class Sent:
-    topic: Topic
-    key: str
-    payload: bytes
-    timeout: float | None
-
-    def decoded(self) -> dict[str, Any]:
-        return codec.decode(self.payload, expect=self.topic.schema)
-
-
-class FakeProducer:
-    """Records what was sent, Avro-encoded like the real one; `down = True` fails sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[Sent] = []
-        self.down = False
-        self.attempts = 0
-        self.closed = False
-
-    async def send(
-        self,
-        topic: Topic,
-        key: str,
-        record: Mapping[str, Any],
-        *,
-        schema: str | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        self.attempts += 1
-        payload = codec.encode(schema or topic.schema, record)  # a schema mismatch fails here
-        if self.down:
-            raise KafkaUnavailable("fake broker is down")
-        self.sent.append(Sent(topic, key, payload, timeout))
-
-    def close(self, timeout: float = 10.0) -> None:
-        self.closed = True
 
 
 class FakeDirectory:

@@ -13,12 +13,12 @@ from ingress import app as app_module
 from ingress import directory_loader
 from ingress.app import build_app
 from ingress.typedefs import LIFECYCLE, PRODUCER
+from tests.fakes import FakeProducer
 from tests.ingress.ingress_fakes import (
     BOT_A,
     SECRET_A,
     TENANT_A,
     FakeDirectory,
-    FakeProducer,
     make_tenant,
     text_update,
 )

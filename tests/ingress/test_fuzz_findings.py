@@ -21,9 +21,9 @@ from common.settings import Secret, Settings
 from devstack import whatsapp_payloads as wa
 from ingress.app import create_app
 from schemas import codec
+from tests.fakes import FakeProducer
 from tests.fuzzing import check_http_answer
 from tests.ingress.fuzz_fakes import A, two_tenants
-from tests.ingress.ingress_fakes import FakeProducer
 from tests.stripe_events import (
     WEBHOOK_SECRET,
     body_of,

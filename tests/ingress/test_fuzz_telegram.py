@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from common.settings import Settings
 from schemas import codec
+from tests.fakes import FakeProducer
 from tests.fuzzing import (
     damaged,
     dumps,
@@ -38,7 +39,6 @@ from tests.ingress.ingress_fakes import (
     SECRET_A,
     TENANT_A,
     FakeDirectory,
-    FakeProducer,
     text_update,
 )
 

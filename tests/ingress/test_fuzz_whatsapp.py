@@ -23,6 +23,7 @@ from common.settings import Settings
 from devstack import whatsapp_payloads as wa
 from ingress.app import create_app
 from schemas import codec
+from tests.fakes import FakeProducer
 from tests.fuzzing import (
     check_http_answer,
     damaged,
@@ -35,7 +36,6 @@ from tests.fuzzing import (
 from tests.fuzzing import nasty_text as nasty
 from tests.ingress.fuzz_fakes import A, AllChannelsDirectory, B, two_tenants
 from tests.ingress.fuzz_posts import padded, post_checked, post_to_fresh_app
-from tests.ingress.ingress_fakes import FakeProducer
 
 Client = TestClient[Any, Any]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]

@@ -13,12 +13,12 @@ import pytest
 from common.settings import Settings
 from ingress import app as app_module
 from ingress import main
+from tests.fakes import FakeProducer
 from tests.ingress.ingress_fakes import (
     BOT_A,
     SECRET_A,
     TENANT_A,
     FakeDirectory,
-    FakeProducer,
     make_tenant,
     text_update,
 )

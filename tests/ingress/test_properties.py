@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from schemas import codec
-from tests.ingress.ingress_fakes import BOT_A, BOT_B, SECRET_A, FakeProducer, text_update
+from tests.fakes import FakeProducer
+from tests.ingress.ingress_fakes import BOT_A, BOT_B, SECRET_A, text_update
 
 Client = TestClient[Any, Any]
 

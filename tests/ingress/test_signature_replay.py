@@ -25,8 +25,9 @@ from aiohttp.test_utils import TestClient
 from common.settings import Secret, Settings
 from devstack import whatsapp_payloads as wa
 from ingress.app import create_app
+from tests.fakes import FakeProducer
 from tests.ingress.fuzz_fakes import A, AllChannelsDirectory, B, rotated, tenant_of, two_tenants
-from tests.ingress.ingress_fakes import FakeProducer, text_update
+from tests.ingress.ingress_fakes import text_update
 from tests.stripe_events import WEBHOOK_SECRET, body_of, invoice
 
 Client = TestClient[Any, Any]

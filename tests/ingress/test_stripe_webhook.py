@@ -17,7 +17,8 @@ from common.settings import Secret, Settings
 from common.topics import Topic
 from ingress.app import create_app
 from ingress.stripe_payload import tenant_id_for
-from tests.ingress.ingress_fakes import MAX_BODY, FakeDirectory, FakeProducer
+from tests.fakes import FakeProducer
+from tests.ingress.ingress_fakes import MAX_BODY, FakeDirectory
 from tests.stripe_events import (
     WEBHOOK_SECRET,
     body_of,

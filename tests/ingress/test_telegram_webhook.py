@@ -13,6 +13,7 @@ from common.timeconv import now_ms
 from common.topics import Topic
 from ingress.signatures import TELEGRAM_SECRET_HEADER
 from ingress.telegram import SEND_TIMEOUT_S
+from tests.fakes import FakeProducer
 from tests.ingress.ingress_fakes import (
     BOT_A,
     BOT_B,
@@ -25,7 +26,6 @@ from tests.ingress.ingress_fakes import (
     TENANT_B,
     TENANT_S,
     FakeDirectory,
-    FakeProducer,
     Metric,
     text_update,
 )

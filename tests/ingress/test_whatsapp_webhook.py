@@ -16,7 +16,8 @@ from common.settings import Secret, Settings
 from common.topics import Topic
 from devstack import whatsapp_payloads as wa
 from ingress.app import create_app
-from tests.ingress.ingress_fakes import FakeProducer, Metric
+from tests.fakes import FakeProducer
+from tests.ingress.ingress_fakes import Metric
 from tests.tenants import a_tenant
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]

@@ -18,53 +18,43 @@ import contextlib
 import json
 import os
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import docker
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from agents_bridge.provision import gateway_config as gc
-from agents_bridge.provision.billing_store import BillingStore, agent_id_for
-from agents_bridge.provision.channel_setup import TelegramWebhooks
+from agents_bridge.provision.billing_store import agent_id_for
 from agents_bridge.provision.policy_check import PolicyReading, read_policy
 from agents_bridge.provision.provisioner import Provisioner
-from agents_bridge.provision.units_store import Unit, UnitStore
-from agents_bridge.provision.worker import LifecycleService, build_worker
+from agents_bridge.provision.units_store import Unit
 from common import agent_policy
-from common.kafka import EventProducer
-from common.secrets import SecretBox
-from common.settings import Secret, Settings
+from common.settings import Settings
 from common.telemetry import GATEWAY_TOOL_POLICY
 from control.processes import ServiceGroup
-from devstack._proc import free_port
 from devstack.docker_engine import DockerEngine, engine_problem, ensure_gateway_image
 from devstack.probes import eventually
 from devstack.stub_llm import StubLLM
 from devstack.telegram_api import TelegramApiStandIn
-from ingress.main import run as run_ingress
 from ingress.stripe_payload import tenant_id_for
 from streams.metering.outputs import NOTICE_TEXT
-from tests.agents_bridge.bridge_fakes import DateClock
-from tests.stripe_events import (
-    WEBHOOK_SECRET,
-    body_of,
-    checkout_completed,
-    invoice,
-    sign,
-    subscription,
+from tests.integration.billing_rig import (
+    GATEWAY_WAIT_S,
+    MIB,
+    billing_rig,
+    chat,
+    limits,
+    one,
+    tenant_row,
 )
+from tests.stripe_events import checkout_completed, invoice, subscription
 
 pytestmark = pytest.mark.integration
-MIB = 1024 * 1024
-GATEWAY_WAIT_S = 600.0  # a cold gateway on 1 CPU: ~20 s alone, minutes on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -88,145 +78,16 @@ def engine(docker_engine: DockerEngine) -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[StubLLM]:
-    with StubLLM(host="0.0.0.0") as stub:  # noqa: S104 (test netns only)
+    with StubLLM(host="0.0.0.0") as stub:  # test netns only
         yield stub
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
 async def billing(
     settings: Settings, docker_engine: DockerEngine, engine: docker.DockerClient, llm: StubLLM
 ) -> AsyncIterator[dict[str, Any]]:
-    """Ingress + lifecycle service running; yields what the test needs to drive them."""
-    s = Settings.from_env(
-        {},
-        **{
-            **vars(settings),
-            "stripe_webhook_secret": Secret(WEBHOOK_SECRET),
-            "docker_host": docker_engine.docker_host,
-            "provisioner_prefix": f"ocs-{uuid.uuid4().hex[:6]}-",
-            "gateway_llm_base_url": f"http://host.docker.internal:{llm.port}/v1",
-            "gateway_llm_model": llm.model,
-            "gateway_extra_hosts": "host.docker.internal:host-gateway",
-            "gateway_ready_timeout_s": GATEWAY_WAIT_S,
-            "ingress_port": free_port(),
-            "pool_size": 5,
-        },
-    )
-    telegram = TelegramApiStandIn()
-    base = await telegram.start()
-    s = Settings.from_env(
-        {},
-        **{
-            **vars(s),
-            "telegram_api_base": base,
-            "public_base_url": f"http://127.0.0.1:{s.ingress_port}",
-        },
-    )
-    clock = Clock()
-    producer = EventProducer(s)
-    units = UnitStore(s)
-    provisioner = Provisioner(s, engine, units)
-    service = LifecycleService(
-        s,
-        store=BillingStore(s),
-        provisioner=provisioner,
-        producer=producer,
-        channels=TelegramWebhooks(s),
-        clock=DateClock(clock),
-    )
-    worker = build_worker(s, service, producer)
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(run_ingress(s, stop=stop)),
-        asyncio.create_task(worker.run()),
-    ]
-    url = f"http://127.0.0.1:{s.ingress_port}/webhooks/stripe"
-    async with aiohttp.ClientSession() as http:
-
-        async def up() -> bool:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"http://127.0.0.1:{s.ingress_port}/readyz") as r:
-                    return r.status == 200
-            return False
-
-        await eventually(up, timeout=60, what="ingress ready")
-
-        async def post(evt: dict[str, Any], signature: str | None = None) -> int:
-            body = body_of(evt)
-            headers = {"Stripe-Signature": signature if signature is not None else sign(body)}
-            async with http.post(url, data=body, headers=headers) as resp:
-                return resp.status
-
-        try:
-            yield {
-                "settings": s,
-                "post": post,
-                "clock": clock,
-                "service": service,
-                "units": units,
-                "provisioner": provisioner,
-                "engine": engine,
-                "telegram": telegram,
-                "http": http,
-            }
-        finally:
-            stop.set()
-            worker.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.to_thread(producer.close)
-            await telegram.stop()
-            for c in engine.containers.list(all=True, filters={"name": s.provisioner_prefix}):
-                c.remove(force=True)
-
-
-async def _one(settings: Settings, sql: str, *params: Any) -> dict[str, Any] | None:
-    async with await psycopg.AsyncConnection.connect(
-        settings.database_url, row_factory=dict_row
-    ) as conn:
-        row: dict[str, Any] | None = await (await conn.execute(sql, params)).fetchone()
-        return row
-
-
-async def _tenant(settings: Settings, tenant_id: str) -> dict[str, Any] | None:
-    return await _one(
-        settings,
-        "SELECT t.status, s.plan_id, p.msg_limit, g.base_url, g.token, g.agent_id, g.mode"
-        " FROM tenants t JOIN subscriptions s ON s.tenant_id = t.id"
-        " JOIN plans p ON p.id = s.plan_id"
-        " LEFT JOIN tenant_gateways g ON g.tenant_id = t.id WHERE t.id = %s",
-        tenant_id,
-    )
-
-
-def _chat(settings: Settings, row: dict[str, Any], text: str) -> str:
-    token = SecretBox(settings).open(bytes(row["token"])).value
-    req = urllib.request.Request(  # noqa: S310 (loopback)
-        row["base_url"] + "/v1/chat/completions",
-        data=json.dumps(
-            {
-                "model": f"openclaw/{row['agent_id']}",
-                "user": "conv-1",
-                "messages": [{"role": "user", "content": text}],
-            }
-        ).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=420) as resp:  # noqa: S310 (loopback)
-        reply: str = json.load(resp)["choices"][0]["message"]["content"]
-        return reply
-
-
-def _limits(engine: docker.DockerClient, name: str) -> tuple[int, int, str]:
-    c = engine.containers.get(name)
-    return c.attrs["HostConfig"]["Memory"], c.attrs["HostConfig"]["NanoCpus"], c.status
+    async with billing_rig(settings, docker_engine, engine, llm) as rig:
+        yield rig
 
 
 async def test_business_checkout_upgrade_suspension_and_deletion(
@@ -261,15 +122,15 @@ async def _business_story(billing: dict[str, Any], group: ServiceGroup) -> None:
     assert await post(checkout) == 200  # Stripe's redelivery
 
     async def serving() -> dict[str, Any] | None:
-        row = await _tenant(s, tenant)
+        row = await tenant_row(s, tenant)
         return row if row and row["base_url"] else None
 
     row = await eventually(serving, timeout=GATEWAY_WAIT_S + 60, what="dedicated gateway")
     assert (row["status"], row["plan_id"], row["mode"]) == ("active", "business", "dedicated")
     name = f"{s.provisioner_prefix}d-{agent_id_for(tenant)}"
-    assert _limits(engine, name) == (1536 * MIB, 1_000_000_000, "running")
+    assert limits(engine, name) == (1536 * MIB, 1_000_000_000, "running")
     assert engine.networks.get(f"{name}-net") and engine.volumes.get(f"{name}-data")
-    reply = await asyncio.to_thread(_chat, s, row, "hello business")
+    reply = await asyncio.to_thread(chat, s, row, "hello business")
     assert reply == "STUB-REPLY #1 to: hello business"
 
     # the bot bought with the checkout points at our webhook, and a Telegram message
@@ -320,8 +181,8 @@ async def _business_story(billing: dict[str, Any], group: ServiceGroup) -> None:
     assert await post(subscription(customer, plan="enterprise", created=now + 5)) == 200
 
     async def upgraded() -> dict[str, Any] | None:
-        r = await _tenant(s, tenant)
-        big = _limits(engine, name)[:2] == (4096 * MIB, 2_000_000_000)
+        r = await tenant_row(s, tenant)
+        big = limits(engine, name)[:2] == (4096 * MIB, 2_000_000_000)
         return r if r and r["plan_id"] == "enterprise" and big else None
 
     row = await eventually(upgraded, timeout=120, what="enterprise limits")
@@ -331,15 +192,15 @@ async def _business_story(billing: dict[str, Any], group: ServiceGroup) -> None:
     assert await post(invoice(customer, "in_1", paid=False, created=now + 10)) == 200
 
     async def status(want: str) -> bool:
-        r = await _tenant(s, tenant)
+        r = await tenant_row(s, tenant)
         return bool(r and r["status"] == want)
 
     await eventually(lambda: status("grace"), timeout=60, what="grace")
-    assert _limits(engine, name)[2] == "running"
+    assert limits(engine, name)[2] == "running"
     clock.now += timedelta(days=8)
     await billing["service"].tick()
     assert await status("suspended")
-    assert _limits(engine, name)[2] == "exited"
+    assert limits(engine, name)[2] == "exited"
 
     # while suspended, a message is held (its sender gets the polite notice), not forwarded
     later = {**update, "update_id": 2}
@@ -352,7 +213,7 @@ async def _business_story(billing: dict[str, Any], group: ServiceGroup) -> None:
     )
 
     async def held_one() -> bool:  # the queue row and the notice are written concurrently
-        held = await _one(
+        held = await one(
             s,
             "SELECT count(*) AS n FROM held_messages WHERE tenant_id = %s AND released_at IS NULL",
             tenant,
@@ -366,7 +227,7 @@ async def _business_story(billing: dict[str, Any], group: ServiceGroup) -> None:
     assert await post(invoice(customer, "in_1", paid=True, created=now + 20)) == 200
 
     async def restored() -> bool:
-        return await status("active") and _limits(engine, name)[2] == "running"
+        return await status("active") and limits(engine, name)[2] == "running"
 
     await eventually(restored, timeout=120, what="active and running again")
     try:
@@ -385,7 +246,7 @@ async def _business_story(billing: dict[str, Any], group: ServiceGroup) -> None:
     assert await post(invoice(customer, "in_2", paid=False, created=now + 30)) == 200
 
     async def stopped_again() -> bool:
-        return await status("suspended") and _limits(engine, name)[2] == "exited"
+        return await status("suspended") and limits(engine, name)[2] == "exited"
 
     await eventually(stopped_again, timeout=60, what="suspended and stopped again")
     clock.now += timedelta(days=23)
@@ -394,13 +255,13 @@ async def _business_story(billing: dict[str, Any], group: ServiceGroup) -> None:
     # the bot no longer points at us, and is free for another tenant
     assert [c.method for c in telegram.calls if c.method.endswith("Webhook")][-1] == "deleteWebhook"
     assert telegram.webhook(bot_token) == {}
-    bound = await _one(s, "SELECT count(*) AS n FROM channel_bindings WHERE tenant_id = %s", tenant)
+    bound = await one(s, "SELECT count(*) AS n FROM channel_bindings WHERE tenant_id = %s", tenant)
     assert bound is not None and bound["n"] == 0
     with pytest.raises(docker.errors.NotFound):
         engine.containers.get(name)
     with pytest.raises(docker.errors.NotFound):
         engine.volumes.get(f"{name}-data")
-    gone = await _tenant(s, tenant)
+    gone = await tenant_row(s, tenant)
     assert gone is not None and gone["base_url"] is None
 
 
@@ -414,7 +275,7 @@ async def test_two_individual_checkouts_share_one_pool_gateway(billing: dict[str
     tenants = [tenant_id_for(c) for c in customers]
 
     async def both_serving() -> list[dict[str, Any]] | None:
-        rows = [await _tenant(s, t) for t in tenants]
+        rows = [await tenant_row(s, t) for t in tenants]
         return rows if all(r and r["base_url"] for r in rows) else None  # type: ignore[return-value]
 
     rows = await eventually(both_serving, timeout=GATEWAY_WAIT_S + 60, what="pool agents")
@@ -431,7 +292,7 @@ async def test_two_individual_checkouts_share_one_pool_gateway(billing: dict[str
     await _a_pool_on_the_open_policy_is_converged(billing, pools[0], tenants)
     for i, r in enumerate(rows):
         assert (
-            await asyncio.to_thread(_chat, s, r, f"hi from {i}") == f"STUB-REPLY #1 to: hi from {i}"
+            await asyncio.to_thread(chat, s, r, f"hi from {i}") == f"STUB-REPLY #1 to: hi from {i}"
         )
     # replaying the checkouts converges to the same single container
     for customer in customers:
@@ -470,19 +331,27 @@ async def _a_pool_on_the_open_policy_is_converged(
     )
     legacy = gc.state_archive({"openclaw.json": open_policy._config(unit)})
 
-    async def open_live() -> PolicyReading | None:
-        # written again on every poll: the gateway's file watcher once missed one write
-        await asyncio.to_thread(pool.put_archive, gc.STATE_DIR, legacy)
-        return await reading(False)
+    written = [0.0]
 
-    leaky = await eventually(open_live, timeout=60, what="the open policy live")
+    async def open_live() -> PolicyReading | None:
+        # The gateway drops a write made before its config watcher is up (it answers
+        # /readyz earlier), so the file is written again every few seconds; a reading
+        # taken while the reload lands is partial, so wait for the whole open policy.
+        if time.monotonic() - written[0] > 5:
+            await asyncio.to_thread(pool.put_archive, gc.STATE_DIR, legacy)
+            written[0] = time.monotonic()
+        got = await reading(False)
+        full = got is not None and all(f"{a}/sessions_list" in got.reachable for a in agents)
+        return got if full else None
+
+    leaky = await eventually(open_live, timeout=90, what="the open policy live", interval=0.5)
     assert f"{agents[0]}/sessions_list" in leaky.reachable
     assert await asyncio.to_thread(open_policy.converge_all) == {unit.name: False}
     assert GATEWAY_TOOL_POLICY.labels(unit.name)._value.get() == 0
     for t in tenants:  # off traffic: the bridge has no route to it
-        assert (await _tenant(s, t) or {}).get("base_url") is None
+        assert (await tenant_row(s, t) or {}).get("base_url") is None
     assert (await asyncio.to_thread(provisioner.recheck))[unit.name] is True
     assert await reading(True) is not None
     assert GATEWAY_TOOL_POLICY.labels(unit.name)._value.get() == 1
     for t in tenants:  # routes back
-        assert (await _tenant(s, t) or {}).get("base_url") == unit.base_url
+        assert (await tenant_row(s, t) or {}).get("base_url") == unit.base_url

@@ -27,211 +27,42 @@ of a clean run; this one adds the other outputs and a run full of failures.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import secrets
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from chaos.gateways import StubGateways
 from common.kafka import EventProducer
-from common.settings import Secret, Settings
+from common.settings import Settings
 from common.timeconv import now_ms
 from common.topics import Topic
 from control.dlq import DeadLetterEntry, read_dead_letters
-from control.processes import ServiceGroup
-from control.tenants import NewTenant, create_tenant
-from control.whatsapp import WhatsAppNumber, bind_whatsapp
 from devstack import Stack
 from devstack import whatsapp_payloads as wa
-from devstack._proc import free_port
-from devstack.graph_api import GraphApiStandIn
 from devstack.probes import eventually
-from devstack.telegram_api import TelegramApiStandIn
+from tests.integration.isolation_rig import (
+    Party,
+    Run,
+    isolation_run,
+    post,
+    query_rows,
+    run_cli,
+    update,
+)
 
 pytestmark = pytest.mark.integration
-SERVICES = ("ingress", "streams", "forwarder", "delivery")
 TG_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 USER = "16505550000"
 
 
-@dataclass
-class Party:
-    name: str
-    tenant_id: str
-    agent_id: str
-    bot_id: str
-    bot_token: str
-    secret_token: str
-    gateway_token: str
-    number: WhatsAppNumber
-
-    def secrets(self) -> list[str]:
-        n = self.number
-        return [
-            self.bot_token,
-            self.secret_token,
-            self.gateway_token,
-            n.access_token,
-            n.app_secret,
-            n.verify_token,
-        ]
-
-
-@dataclass
-class Run:
-    settings: Settings
-    group: ServiceGroup
-    ingress: str
-    telegram: TelegramApiStandIn
-    graph: GraphApiStandIn
-    gateways: StubGateways
-    alpha: Party
-    bravo: Party
-    metrics_ports: dict[str, int]
-    answers: list[str]  # every HTTP answer body ingress gave in this run
-    cli_output: list[str]
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self.group.log_dir.glob("*.log"))
-
-
-def _party(
-    settings: Settings,
-    telegram: TelegramApiStandIn,
-    graph: GraphApiStandIn,
-    gateways: StubGateways,
-    ingress: str,
-    name: str,
-) -> Party:
-    bot_token = f"{secrets.randbelow(10**9) + 10**9}:{secrets.token_urlsafe(26)[:35]}"
-    telegram.register_bot(bot_token)
-    gateway_token = f"gw-{name}-{secrets.token_urlsafe(18)}"
-    created = create_tenant(
-        settings,
-        NewTenant(
-            name=f"{name}-{uuid.uuid4().hex[:6]}",
-            plan="business",
-            owner_email=f"{name}@example.test",
-            telegram_bot_token=bot_token,
-            gateway_url=gateways.add(name, gateway_token),
-            gateway_token=gateway_token,
-            gateway_agent_id=name,
-        ),
-    )
-    number = WhatsAppNumber(
-        phone_number_id=str(10**14 + secrets.randbelow(10**14)),
-        access_token=f"EAA{secrets.token_urlsafe(24)}",
-        app_secret=secrets.token_hex(16),
-        verify_token=secrets.token_urlsafe(12),
-    )
-    bind_whatsapp(settings, created["tenant_id"], number)
-    graph.register_number(
-        number.phone_number_id,
-        number.access_token,
-        app_secret=number.app_secret,
-        webhook_url=f"{ingress}/webhooks/whatsapp",
-        statuses=(),
-    )
-    return Party(
-        name=name,
-        tenant_id=created["tenant_id"],
-        agent_id=created["agent_id"],
-        bot_id=created["telegram"]["bot_id"],
-        bot_token=bot_token,
-        secret_token=created["telegram"]["secret_token"],
-        gateway_token=gateway_token,
-        number=number,
-    )
-
-
 @pytest.fixture
 async def run(settings: Settings, stack: Stack, tmp_path: Path) -> AsyncIterator[Run]:
-    telegram, graph, gateways = TelegramApiStandIn(), GraphApiStandIn(), StubGateways()
-    tg_base, graph_base = await telegram.start(), await graph.start()
-    await gateways.start()
-    key = base64.b64encode(secrets.token_bytes(32)).decode()
-    settings = Settings.from_env(
-        {},
-        **{
-            **vars(settings),
-            "telegram_api_base": tg_base,
-            "whatsapp_graph_base": graph_base,
-            "secrets_key": Secret(key),
-            "gateway_attempts": 1,
-            "log_level": "DEBUG",  # the most talkative the services get
-        },
-    )
-    ingress = f"http://127.0.0.1:{settings.ingress_port}"
-    alpha = _party(settings, telegram, graph, gateways, ingress, "alpha")
-    bravo = _party(settings, telegram, graph, gateways, ingress, "bravo")
-    ports = {name: free_port() for name in SERVICES if name != "ingress"}
-    group = ServiceGroup(settings, SERVICES, tmp_path / "logs", metrics_ports=ports)
-    try:
-        await asyncio.to_thread(group.start)
-        await asyncio.to_thread(group.wait_http_ready, f"{ingress}/readyz", 60)
-        yield Run(settings, group, ingress, telegram, graph, gateways, alpha, bravo, ports, [], [])
-    finally:
-        await asyncio.to_thread(group.stop)
-        await telegram.stop()
-        await graph.stop()
-        await gateways.stop()
-
-
-def _update(update_id: int, chat_id: int, text: str) -> dict[str, Any]:
-    return {
-        "update_id": update_id,
-        "message": {
-            "message_id": update_id,
-            "date": int(time.time()),
-            "text": text,
-            "from": {"id": chat_id, "is_bot": False, "first_name": "U"},
-            "chat": {"id": chat_id, "type": "private", "first_name": "U"},
-        },
-    }
-
-
-async def _post(
-    r: Run, http: aiohttp.ClientSession, path: str, body: bytes, headers: dict[str, str]
-) -> int:
-    async with http.post(f"{r.ingress}{path}", data=body, headers=headers) as resp:
-        r.answers.append(await resp.text())
-        return resp.status
-
-
-async def _rows(settings: Settings, sql: str, *params: Any) -> list[dict[str, Any]]:
-    async with await psycopg.AsyncConnection.connect(
-        settings.database_url, row_factory=dict_row
-    ) as conn:
-        return await (await conn.execute(sql, params)).fetchall()
-
-
-def _cli(r: Run, *args: str) -> dict[str, Any]:
-    env = {**os.environ, **r.settings.to_env()}
-    done = subprocess.run(
-        [sys.executable, "-m", "control.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    r.cli_output += [done.stdout, done.stderr]
-    assert done.returncode == 0, done.stderr
-    out: dict[str, Any] = json.loads(done.stdout)
-    return out
+    async with isolation_run(settings, tmp_path) as r:
+        yield r
 
 
 async def _misroute_and_send(r: Run) -> None:
@@ -239,34 +70,34 @@ async def _misroute_and_send(r: Run) -> None:
     a, b = r.alpha, r.bravo
     async with aiohttp.ClientSession() as http:
         for p, chat in ((a, 111), (b, 222)):
-            body = json.dumps(_update(1, chat, f"legit telegram {p.name}")).encode()
+            body = json.dumps(update(1, chat, f"legit telegram {p.name}")).encode()
             headers = {TG_HEADER: p.secret_token, "Content-Type": "application/json"}
-            assert await _post(r, http, f"/webhooks/telegram/{p.bot_id}", body, headers) == 200
+            assert await post(r, http, f"/webhooks/telegram/{p.bot_id}", body, headers) == 200
         # Alpha's bot URL with bravo's secret token, and the other way round.
         for url_of, secret_of in ((a, b), (b, a)):
-            body = json.dumps(_update(2, 333, f"forged {secret_of.name}→{url_of.name}")).encode()
+            body = json.dumps(update(2, 333, f"forged {secret_of.name}→{url_of.name}")).encode()
             headers = {TG_HEADER: secret_of.secret_token}
-            assert await _post(r, http, f"/webhooks/telegram/{url_of.bot_id}", body, headers) == 401
+            assert await post(r, http, f"/webhooks/telegram/{url_of.bot_id}", body, headers) == 401
         for p in (a, b):
             raw = wa.encode(wa.text_message(p.number.phone_number_id, USER, f"legit wa {p.name}"))
             headers = {wa.SIGNATURE_HEADER: wa.sign(raw, p.number.app_secret)}
-            assert await _post(r, http, "/webhooks/whatsapp", raw, headers) == 200
+            assert await post(r, http, "/webhooks/whatsapp", raw, headers) == 200
         # Bravo's number, signed with alpha's app secret; then both numbers in one body.
         forged = wa.encode(wa.text_message(b.number.phone_number_id, USER, "forged wa to bravo"))
         headers = {wa.SIGNATURE_HEADER: wa.sign(forged, a.number.app_secret)}
-        assert await _post(r, http, "/webhooks/whatsapp", forged, headers) == 401
+        assert await post(r, http, "/webhooks/whatsapp", forged, headers) == 401
         mixed = wa.text_message(a.number.phone_number_id, USER, "mixed wa for alpha")
         mixed["entry"] += wa.text_message(b.number.phone_number_id, USER, "mixed wa for bravo")[
             "entry"
         ]
         raw = wa.encode(mixed)
         headers = {wa.SIGNATURE_HEADER: wa.sign(raw, a.number.app_secret)}
-        assert await _post(r, http, "/webhooks/whatsapp", raw, headers) == 401
+        assert await post(r, http, "/webhooks/whatsapp", raw, headers) == 401
         # Every other way a request can be refused, for the secrets check.
-        assert await _post(r, http, f"/webhooks/telegram/{a.bot_id}", b"{", {}) == 401
+        assert await post(r, http, f"/webhooks/telegram/{a.bot_id}", b"{", {}) == 401
         headers = {TG_HEADER: a.secret_token}
-        assert await _post(r, http, f"/webhooks/telegram/{a.bot_id}", b"{", headers) == 400
-        assert await _post(r, http, "/webhooks/telegram/1", b"{}", headers) == 404
+        assert await post(r, http, f"/webhooks/telegram/{a.bot_id}", b"{", headers) == 400
+        assert await post(r, http, "/webhooks/telegram/1", b"{}", headers) == 404
         params = f"hub.mode=subscribe&hub.challenge=1&hub.verify_token={a.number.verify_token}x"
         async with http.get(f"{r.ingress}/webhooks/whatsapp?{params}") as resp:
             r.answers.append(await resp.text())
@@ -311,7 +142,7 @@ async def test_no_tenant_reaches_another_tenants_gateway_sessions_usage_or_repli
     await eventually(all_replied, timeout=90, what="the 4 legitimate replies")
 
     async def usage_settled() -> list[dict[str, Any]] | None:
-        rows = await _rows(
+        rows = await query_rows(
             r.settings,
             "SELECT tenant_id::text AS tenant_id, role, content FROM messages"
             " WHERE tenant_id = ANY(%s::uuid[]) ORDER BY created_at",
@@ -356,12 +187,12 @@ async def test_no_tenant_reaches_another_tenants_gateway_sessions_usage_or_repli
 
     # Usage, through the operator CLI, by id and by agent id: each sees only its own.
     async def usage_of(p: Party) -> dict[str, Any] | None:
-        shown = await asyncio.to_thread(_cli, r, "usage", "show", "--tenant", p.tenant_id)
+        shown = await asyncio.to_thread(run_cli, r, "usage", "show", "--tenant", p.tenant_id)
         return shown if shown["used"] >= 2 else None
 
     shown_a = await eventually(lambda: usage_of(a), timeout=30, what="alpha's usage")
     assert (shown_a["tenant_id"], shown_a["used"]) == (a.tenant_id, 2)
-    shown_b = await asyncio.to_thread(_cli, r, "usage", "show", "--tenant", b.agent_id)
+    shown_b = await asyncio.to_thread(run_cli, r, "usage", "show", "--tenant", b.agent_id)
     assert shown_b["tenant_id"] == b.tenant_id
     # Bravo's count includes the forged topic event only if it was admitted as bravo's.
     assert shown_b["used"] == len(bravo_calls), (shown_b, bravo_calls)
@@ -397,7 +228,7 @@ async def _no_secret_anywhere(r: Run) -> None:
         entries = await asyncio.to_thread(_dead_letters, r.settings, topic)
         outputs[f"dlq:{topic.value}"] = "\n".join(repr(e.record) for e in entries)
     outputs["http answers"] = "\n".join(r.answers)
-    outputs["cli"] = "\n".join(r.cli_output + [json.dumps(_cli(r, "tenant", "list"))])
+    outputs["cli"] = "\n".join(r.cli_output + [json.dumps(run_cli(r, "tenant", "list"))])
     await asyncio.to_thread(r.group.stop)  # flush every log before reading them
     outputs["logs"] = r.logs()
     assert "DEBUG" in outputs["logs"] or outputs["logs"], "no logs captured"

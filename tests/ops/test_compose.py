@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from control.cli import SERVICES
+from control.commands import SERVICES
 from tests.ops.promql import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"

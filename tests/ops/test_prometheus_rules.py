@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from control.cli import SERVICES
+from control.commands import SERVICES
 from tests.ops.promql import OPS, exported_names, metric_names
 
 PROMETHEUS = OPS / "prometheus"

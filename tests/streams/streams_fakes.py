@@ -1,16 +1,14 @@
-"""Fakes and builders for the streams tests: a producer that really encodes, a directory,
-a sleep that only records, inbound and session-event payloads."""
+"""Fakes and builders for the streams tests: a directory, the held queue, the meter table,
+inbound and session-event payloads."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from common.consumer import Event
 from common.directory import Tenant
-from common.errors import KafkaUnavailable
 from common.settings import Secret
 from common.topics import Topic
 from schemas import codec
@@ -49,63 +47,6 @@ class FakeDirectory:
         for t in self.on_reload:
             self.tenants[t.tenant_id] = t
         self.on_reload = []
-
-
-@dataclass(frozen=True)
-class Sent:
-    topic: Topic
-    key: str
-    payload: bytes
-
-    def decoded(self) -> dict[str, Any]:
-        return codec.decode(self.payload, expect=self.topic.schema)
-
-
-class FakeProducer:
-    """Records what was sent, Avro-encoded like the real one; `fail_next` sends fail."""
-
-    def __init__(self) -> None:
-        self.sent: list[Sent] = []
-        self.fail_next = 0
-        self.attempts = 0
-
-    def _maybe_fail(self) -> None:
-        self.attempts += 1
-        if self.fail_next > 0:
-            self.fail_next -= 1
-            raise KafkaUnavailable("fake broker is down")
-
-    async def send(
-        self,
-        topic: Topic,
-        key: str,
-        record: Mapping[str, Any],
-        *,
-        schema: str | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        payload = codec.encode(schema or topic.schema, record)  # a schema mismatch fails here
-        self._maybe_fail()
-        self.sent.append(Sent(topic, key, payload))
-
-    async def send_raw(
-        self, topic: Topic, key: bytes | None, payload: bytes, *, timeout: float | None = None
-    ) -> None:
-        self._maybe_fail()
-        self.sent.append(Sent(topic, (key or b"").decode(), payload))
-
-    def on(self, topic: Topic) -> list[dict[str, Any]]:
-        return [s.decoded() for s in self.sent if s.topic is topic]
-
-
-class RecordingSleep:
-    """Stands in for asyncio.sleep: returns at once, remembers the delays."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 def inbound(event_id: str, tenant_id: str = TENANT, **changes: Any) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from common.errors import InvalidEvent, RetryableError
 from common.topics import Topic
 from schemas import codec
 from streams.boundary import Boundary, batches
-from tests.streams.streams_fakes import FakeProducer, RecordingSleep, inbound_event
+from tests.fakes import FakeProducer, RecordingSleep
+from tests.streams.streams_fakes import inbound_event
 
 
 async def test_any_exception_is_retried_until_the_handler_succeeds() -> None:

@@ -21,7 +21,8 @@ from streams.metering import agent as metering
 from streams.sessions import agent as session_sync
 from streams.sessions.store import Increments, SessionRow
 from streams.usage import agent as usage_sink
-from tests.streams.streams_fakes import FakeDirectory, FakeHeldQueue, FakeProducer
+from tests.fakes import FakeProducer
+from tests.streams.streams_fakes import FakeDirectory, FakeHeldQueue
 
 
 class NoStore:

@@ -18,12 +18,12 @@ from common.settings import Settings
 from devstack._proc import free_port
 from devstack.smtp_relay import RelaySink
 from tests.agents_bridge.bridge_fakes import (
-    FakeClock,
     FakeDeliveryLog,
     FakeDirectory,
     outbound_event,
     tenant,
 )
+from tests.fakes import FakeClock
 
 DOMAIN = "agents.example.test"
 AGENT = f"agent-acme@{DOMAIN}"

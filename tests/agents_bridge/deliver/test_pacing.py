@@ -8,7 +8,7 @@ import pytest
 
 from agents_bridge.deliver import pacing
 from agents_bridge.deliver.pacing import Bucket, Pacer, PacingPolicy, is_group
-from tests.agents_bridge.manual_clock import ManualClock
+from tests.fakes import ManualClock
 
 T0 = 1000.0
 

@@ -18,12 +18,12 @@ from common.settings import Settings
 from devstack.telegram_api import TelegramApiStandIn
 from tests.agents_bridge.bridge_fakes import (
     BOT_TOKEN,
-    FakeClock,
     FakeDeliveryLog,
     FakeDirectory,
     outbound_event,
     tenant,
 )
+from tests.fakes import FakeClock
 
 EVENT_ID = "reply:telegram:123456:1"
 TWO_CHUNKS = "A" * 3000 + "\n\n" + "B" * 3000

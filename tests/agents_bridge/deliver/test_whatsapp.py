@@ -24,13 +24,12 @@ from common.settings import Secret, Settings
 from common.topics import Topic
 from devstack.graph_api import GraphApiStandIn
 from tests.agents_bridge.bridge_fakes import (
-    FakeClock,
     FakeDeliveryLog,
     FakeDirectory,
-    FakeProducer,
     outbound_event,
     tenant,
 )
+from tests.fakes import FakeClock, FakeProducer
 
 PNID, TOKEN, USER = "106540352242922", "EAA-test-token", "16505551234"
 EVENT_ID = f"reply:whatsapp:{PNID}:wamid.IN"
@@ -119,7 +118,7 @@ async def test_reply_goes_to_the_right_number_and_user(rig: Rig) -> None:
     assert call.body["messaging_product"] == "whatsapp"
     assert rig.log.rows[(EVENT_ID, 0)].provider_message_id == call.wamid
     assert rig.log.rows[(EVENT_ID, 0)].status == SENT
-    [accepted] = rig.statuses.on(Topic.CHANNEL_STATUSES)
+    [accepted] = rig.statuses.records(Topic.CHANNEL_STATUSES)
     assert accepted["message_id"] == call.wamid
     assert (accepted["status"], accepted["kind"], accepted["chunk"]) == ("accepted", "text", 0)
     assert accepted["reply_event_id"] == EVENT_ID
@@ -142,7 +141,7 @@ async def test_window_closed_falls_back_to_the_template(rig: Rig) -> None:
     assert template["name"] == "reply_later"
     assert template["language"] == {"code": "en_US"}
     assert template["components"][0]["parameters"][0]["text"] == "line one line two"
-    [accepted] = rig.statuses.on(Topic.CHANNEL_STATUSES)
+    [accepted] = rig.statuses.records(Topic.CHANNEL_STATUSES)
     assert accepted["kind"] == "template"
     assert [f.error_code for f in rig.api.failures] == [131047]
 

@@ -18,11 +18,11 @@ from common.settings import Settings
 from devstack.telegram_api import ApiCall, TelegramApiStandIn
 from tests.agents_bridge.bridge_fakes import (
     BOT_TOKEN,
-    FakeClock,
     FakeDirectory,
     outbound_event,
     tenant,
 )
+from tests.fakes import FakeClock
 
 
 @dataclass

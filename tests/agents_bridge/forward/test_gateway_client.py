@@ -23,7 +23,8 @@ from agents_bridge.forward.gateway_client import (
 from common.errors import InvalidEvent, RetryableError
 from common.retry import RetryPolicy
 from common.settings import Secret, Settings
-from tests.agents_bridge.bridge_fakes import GATEWAY_TOKEN, FakeClock
+from tests.agents_bridge.bridge_fakes import GATEWAY_TOKEN
+from tests.fakes import FakeClock
 
 OK_BODY = {
     "id": "chatcmpl_cb42",

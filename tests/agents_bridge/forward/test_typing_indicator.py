@@ -20,11 +20,10 @@ from tests.agents_bridge.bridge_fakes import (
     BOT_TOKEN,
     FakeDirectory,
     FakeGateway,
-    FakeProducer,
     admitted_event,
     tenant,
 )
-from tests.agents_bridge.manual_clock import ManualClock
+from tests.fakes import FakeProducer, ManualClock
 
 
 @dataclass
@@ -83,7 +82,7 @@ async def test_typing_repeats_every_4s_while_the_gateway_works(rig: Rig) -> None
 
     rig.gateway.gates["slow"].set()
     await asyncio.wait_for(handling, 5)
-    assert [r["text"] for r in rig.producer.on(Topic.OUTBOUND)] == ["re: slow"]
+    assert [r["text"] for r in rig.producer.records(Topic.OUTBOUND)] == ["re: slow"]
     await asyncio.sleep(0)  # sleep-ok: yield to the event loop
     assert rig.typing.active == 0  # the indicator stopped with the reply
     assert len(_actions(rig.api.calls)) == 3
@@ -109,7 +108,7 @@ async def test_failing_chat_actions_never_fail_the_message(rig: Rig) -> None:
     await rig.api.wait_for(lambda _calls: len(rig.api.failures) == 2)
     rig.gateway.gates["slow"].set()
     await asyncio.wait_for(handling, 5)
-    assert len(rig.producer.on(Topic.OUTBOUND)) == 1
+    assert len(rig.producer.records(Topic.OUTBOUND)) == 1
 
 
 async def test_429_stretches_the_interval_to_retry_after(rig: Rig) -> None:
@@ -132,13 +131,13 @@ async def test_a_refused_chat_action_ends_the_indicator(rig: Rig) -> None:
     assert rig.typing.active == 0 and rig.clock.sleeping() == 0
     rig.gateway.gates["slow"].set()
     await asyncio.wait_for(handling, 5)
-    assert len(rig.producer.on(Topic.OUTBOUND)) == 1
+    assert len(rig.producer.records(Topic.OUTBOUND)) == 1
 
 
 async def test_unreachable_telegram_does_not_delay_the_reply(rig: Rig) -> None:
     await rig.api.stop()
     await asyncio.wait_for(rig.forwarder.handle(admitted_event(text="quick")), 5)
-    assert len(rig.producer.on(Topic.OUTBOUND)) == 1
+    assert len(rig.producer.records(Topic.OUTBOUND)) == 1
 
 
 async def test_a_hung_chat_action_does_not_hold_the_message() -> None:
@@ -171,7 +170,7 @@ async def test_a_hung_chat_action_does_not_hold_the_message() -> None:
     await asyncio.wait_for(sender.started.wait(), 5)
     gateway.gates["slow"].set()
     await asyncio.wait_for(handling, 5)
-    assert len(producer.on(Topic.OUTBOUND)) == 1
+    assert len(producer.records(Topic.OUTBOUND)) == 1
     await typing.close()
     assert typing.active == 0
 

@@ -21,10 +21,10 @@ from tests.agents_bridge.bridge_fakes import (
     PERIOD_START,
     FakeDirectory,
     FakeGateway,
-    FakeProducer,
     admitted_event,
     tenant,
 )
+from tests.fakes import FakeProducer
 
 NOW = 1_795_000_002_000
 
@@ -70,7 +70,7 @@ async def test_produces_reply_session_event_and_usage(
     assert call.text == "hello"
 
     assert {s.key for s in producer.sent} == {"t-1"}
-    assert producer.on(Topic.OUTBOUND) == [
+    assert producer.records(Topic.OUTBOUND) == [
         {
             "event_id": "reply:telegram:123456:9",
             "in_reply_to": "telegram:123456:9",
@@ -86,7 +86,7 @@ async def test_produces_reply_session_event_and_usage(
             "created_at": NOW,
         }
     ]
-    assert producer.on(Topic.SESSION_EVENTS) == [
+    assert producer.records(Topic.SESSION_EVENTS) == [
         {
             "event_id": "reply:telegram:123456:9",
             "kind": "message_out",
@@ -103,7 +103,7 @@ async def test_produces_reply_session_event_and_usage(
             "occurred_at": NOW,
         }
     ]
-    assert producer.on(Topic.USAGE) == [
+    assert producer.records(Topic.USAGE) == [
         {
             "usage_id": "tok:telegram:123456:9",
             "kind": "tokens",
@@ -126,9 +126,9 @@ async def test_agent_id_falls_back_and_missing_usage_is_null(
     gateway.reply = GatewayReply("hi", None, None, None, None)
     await forwarder(producer, directory, gateway).handle(admitted_event(tenant_id="t-2"))
     assert gateway.calls[0].target.agent_id == "agent-t-2"
-    [out] = producer.on(Topic.OUTBOUND)
+    [out] = producer.records(Topic.OUTBOUND)
     assert (out["gateway_response_id"], out["input_tokens"], out["output_tokens"]) == (None, 0, 0)
-    [session] = producer.on(Topic.SESSION_EVENTS)
+    [session] = producer.records(Topic.SESSION_EVENTS)
     assert (session["model"], session["input_tokens"], session["output_tokens"]) == (
         None,
         None,
@@ -141,9 +141,9 @@ async def test_silent_agent_records_but_sends_nothing(
 ) -> None:
     gateway.reply = GatewayReply("  ", "id", None, 3, 0)
     await forwarder(producer, directory, gateway).handle(admitted_event())
-    assert producer.on(Topic.OUTBOUND) == []
-    assert len(producer.on(Topic.SESSION_EVENTS)) == 1
-    assert len(producer.on(Topic.USAGE)) == 1
+    assert producer.records(Topic.OUTBOUND) == []
+    assert len(producer.records(Topic.SESSION_EVENTS)) == 1
+    assert len(producer.records(Topic.USAGE)) == 1
 
 
 @pytest.mark.parametrize(
@@ -212,8 +212,8 @@ async def test_produce_failure_is_retried_without_a_second_agent_turn(
     await fwd.handle(admitted_event())  # the worker's retry
     assert len(gateway.calls) == 1
     # the retry publishes all three again; consumers deduplicate by event_id / usage_id
-    assert {r["event_id"] for r in producer.on(Topic.OUTBOUND)} == {"reply:telegram:123456:1"}
-    assert {r["usage_id"] for r in producer.on(Topic.USAGE)} == {"tok:telegram:123456:1"}
+    assert {r["event_id"] for r in producer.records(Topic.OUTBOUND)} == {"reply:telegram:123456:1"}
+    assert {r["usage_id"] for r in producer.records(Topic.USAGE)} == {"tok:telegram:123456:1"}
     await fwd.handle(admitted_event())  # a later redelivery asks again (at least once)
     assert len(gateway.calls) == 2
 
@@ -247,7 +247,7 @@ async def test_hung_tenant_does_not_block_another(
     gateway.gates["a2"].set()
     gateway.gates["a3"].set()
     await asyncio.wait_for(asyncio.gather(*hung), timeout=5)
-    assert sorted(r["text"] for r in producer.on(Topic.OUTBOUND)) == [
+    assert sorted(r["text"] for r in producer.records(Topic.OUTBOUND)) == [
         "re: a1",
         "re: a2",
         "re: a3",

@@ -25,10 +25,10 @@ from schemas import codec
 from tests.agents_bridge.bridge_fakes import (
     FakeDirectory,
     FakeGateway,
-    FakeProducer,
     admitted_event,
     tenant,
 )
+from tests.fakes import FakeProducer
 
 
 class MemoryConsumer:
@@ -122,14 +122,17 @@ async def test_one_request_at_a_time_per_conversation_in_order(
     consumer.feed(admitted_event(3, event_id="e3", tenant_id="t-2", text="other-tenant"))
 
     # c2 and the other tenant finish while c1's first turn hangs ...
-    await producer.wait_for(lambda: len(producer.on(Topic.OUTBOUND)) == 2)
-    assert {r["text"] for r in producer.on(Topic.OUTBOUND)} == {"re: c2-only", "re: other-tenant"}
+    await producer.wait_for(lambda: len(producer.records(Topic.OUTBOUND)) == 2)
+    assert {r["text"] for r in producer.records(Topic.OUTBOUND)} == {
+        "re: c2-only",
+        "re: other-tenant",
+    }
     # ... and c1's second turn has not been sent to the gateway
     assert "c1-second" not in gateway.started()
 
     gateway.gates["c1-first"].set()
-    await producer.wait_for(lambda: len(producer.on(Topic.OUTBOUND)) == 4)
-    c1 = [r["text"] for r in producer.on(Topic.OUTBOUND) if r["conversation_id"] == "c1"]
+    await producer.wait_for(lambda: len(producer.records(Topic.OUTBOUND)) == 4)
+    c1 = [r["text"] for r in producer.records(Topic.OUTBOUND) if r["conversation_id"] == "c1"]
     assert c1 == ["re: c1-first", "re: c1-second"]
     assert gateway.started().index("c1-first") < gateway.started().index("c1-second")
 
@@ -143,14 +146,14 @@ async def test_unavailable_gateway_goes_to_the_admitted_dlq(
     consumer.feed(event)
     consumer.feed(admitted_event(1, event_id="e-unknown", tenant_id="nobody"))
 
-    await producer.wait_for(lambda: len(producer.on(Topic.ADMITTED_DLQ)) == 2)
+    await producer.wait_for(lambda: len(producer.records(Topic.ADMITTED_DLQ)) == 2)
     dead = {
         codec.decode(r["payload"])["message"]["event_id"]: r
-        for r in producer.on(Topic.ADMITTED_DLQ)
+        for r in producer.records(Topic.ADMITTED_DLQ)
     }
     first, second = dead["e-lost?"], dead["e-unknown"]
     assert first["reason"] == "gateway_unavailable: gateway timeout"
     assert first["payload"] == event.raw
     assert first["stage"] == "forwarder"
     assert second["reason"] == "unknown_tenant"
-    assert producer.on(Topic.OUTBOUND) == []
+    assert producer.records(Topic.OUTBOUND) == []

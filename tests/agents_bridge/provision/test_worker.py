@@ -20,8 +20,7 @@ from common.topics import Topic
 from devstack.probes import eventually
 from ingress.stripe_payload import lifecycle_record
 from schemas import codec
-from tests.agents_bridge.bridge_fakes import DateClock
-from tests.ingress.ingress_fakes import FakeProducer
+from tests.fakes import DateClock, FakeProducer
 from tests.stripe_events import T0, checkout_completed, invoice
 
 TENANT = "5b1f7f8e-2f0a-4c1e-9a51-0d8f6f3b2c11"

@@ -27,8 +27,8 @@ from ingress.smtp.handler import (
 )
 from ingress.smtp.mime import MalformedMail, ParsedMail, parse_mail
 from schemas import codec
+from tests.fakes import FakeProducer
 from tests.fuzzing import damaged, fuzz_settings, mostly, nasty_text
-from tests.ingress.ingress_fakes import FakeProducer
 from tests.ingress.smtp.smtp_fakes import (
     DOMAIN,
     TENANT_A,

@@ -24,7 +24,7 @@ from common.settings import Settings
 from devstack._proc import free_port
 from ingress.smtp.handler import MailHandler, agent_id_of
 from ingress.smtp.server import AgentSMTP, smtp_options
-from tests.ingress.ingress_fakes import FakeProducer
+from tests.fakes import FakeProducer
 from tests.ingress.smtp.smtp_fakes import (
     DOMAIN,
     TENANT_A,
@@ -254,7 +254,7 @@ def _swaks(server: Server, to: str, body: str) -> subprocess.CompletedProcess[st
         if os.environ.get("CI"):
             pytest.fail("swaks is missing (scripts/setup-system.sh installs it)")
         pytest.skip("swaks is not installed (Debian: apt-get install swaks)")
-    return subprocess.run(  # noqa: S603 (fixed arguments, loopback)
+    return subprocess.run(
         [
             swaks,
             "--server",

@@ -33,7 +33,7 @@ class Relay:
         self.received: list[EmailMessage] = []
         self.reply = "250 OK"
 
-    async def handle_RCPT(  # noqa: N802
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         if address.startswith("nobody@"):
@@ -41,7 +41,7 @@ class Relay:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.original_content, policy=default_policy)
         assert isinstance(message, EmailMessage)
         if self.reply.startswith("250"):

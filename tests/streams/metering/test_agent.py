@@ -14,12 +14,12 @@ from schemas import codec
 from streams.app import create_app
 from streams.metering import agent as metering
 from streams.metering.state import state_from_bytes
+from tests.fakes import FakeProducer
 from tests.streams.streams_fakes import (
     OTHER,
     TENANT,
     FakeDirectory,
     FakeHeldQueue,
-    FakeProducer,
     inbound,
     tenant,
 )

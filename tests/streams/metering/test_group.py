@@ -15,15 +15,13 @@ from common.topics import Topic
 from streams.boundary import Boundary
 from streams.metering.handler import Metering
 from streams.metering.state import RECENT_EVENTS, MeterState
-from tests.agents_bridge.bridge_fakes import DateClock
+from tests.fakes import DateClock, FakeProducer, RecordingSleep
 from tests.streams.streams_fakes import (
     NOW,
     OTHER,
     TENANT,
     FakeDirectory,
     FakeHeldQueue,
-    FakeProducer,
-    RecordingSleep,
     RecordingTable,
     inbound_event,
     tenant,

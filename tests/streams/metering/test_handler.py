@@ -15,7 +15,7 @@ from streams.boundary import Boundary
 from streams.metering.handler import Metering
 from streams.metering.outputs import NOTICE_TEXT
 from streams.metering.state import MeterState
-from tests.agents_bridge.bridge_fakes import DateClock
+from tests.fakes import DateClock, FakeProducer, RecordingSleep
 from tests.streams.streams_fakes import (
     NOW,
     OTHER,
@@ -25,8 +25,6 @@ from tests.streams.streams_fakes import (
     TENANT,
     FakeDirectory,
     FakeHeldQueue,
-    FakeProducer,
-    RecordingSleep,
     inbound_event,
     tenant,
 )

@@ -19,7 +19,7 @@ from streams.metering.decide import InboundRef, decide
 from streams.metering.handler import Metering
 from streams.metering.overage import RELEASE_BATCH, fetch_size, needs_release, plan_release, room
 from streams.metering.state import MeterState, Outcome
-from tests.agents_bridge.bridge_fakes import DateClock
+from tests.fakes import DateClock, FakeProducer, RecordingSleep
 from tests.streams.streams_fakes import (
     NOW,
     PERIOD_END,
@@ -27,8 +27,6 @@ from tests.streams.streams_fakes import (
     TENANT,
     FakeDirectory,
     FakeHeldQueue,
-    FakeProducer,
-    RecordingSleep,
     RecordingTable,
     inbound_event,
     tenant,

@@ -12,7 +12,8 @@ from common.directory import Tenant
 from common.topics import Topic
 from devstack.probes import eventually
 from streams.metering.release_watch import ReleaseWatch, allowance, changed
-from tests.streams.streams_fakes import OTHER, PERIOD_END, TENANT, FakeProducer, tenant
+from tests.fakes import FakeProducer
+from tests.streams.streams_fakes import OTHER, PERIOD_END, TENANT, tenant
 
 
 class Directory:

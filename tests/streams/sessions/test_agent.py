@@ -19,11 +19,10 @@ from streams.boundary import Boundary
 from streams.sessions import agent as session_sync
 from streams.sessions.agent import SessionSync
 from streams.sessions.store import Increments, SessionRow, increments
+from tests.fakes import FakeProducer, RecordingSleep
 from tests.streams.streams_fakes import (
     OTHER,
     TENANT,
-    FakeProducer,
-    RecordingSleep,
     reply_record,
     session_event,
     session_record,

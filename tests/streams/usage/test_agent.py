@@ -13,7 +13,8 @@ from common.topics import Topic
 from schemas import codec
 from streams.boundary import Boundary
 from streams.usage.agent import UsageSink
-from tests.streams.streams_fakes import TENANT, FakeProducer, RecordingSleep
+from tests.fakes import FakeProducer, RecordingSleep
+from tests.streams.streams_fakes import TENANT
 
 
 class FakeUsage:
