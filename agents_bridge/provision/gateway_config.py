@@ -23,6 +23,9 @@ from common.settings import Settings
 
 GATEWAY_PORT = 18789
 STATE_DIR = "/home/node/.openclaw"
+CONFIG_FILE = "openclaw.json"
+CONFIG_NEXT = "openclaw.json.next"  # staged beside it, then copied in place
+CONFIG_PATH = f"{STATE_DIR}/{CONFIG_FILE}"
 GATEWAY_UID = 1000
 PROVIDER_ID = "llm"
 TOKEN_ENV = "OPENCLAW_GATEWAY_TOKEN"  # noqa: S105 (an environment variable name)

@@ -43,6 +43,10 @@ from common.tenant_status import SERVING
 
 log = logging.getLogger(__name__)
 LABEL = "openclaw-saas.unit"
+#: Node one-liner run in the container: argv[1]'s bytes into argv[2], same inode (O_TRUNC).
+COPY_IN_PLACE = (
+    "const fs = require('fs'); fs.writeFileSync(process.argv[2], fs.readFileSync(process.argv[1]))"
+)
 REWRITE_AFTER_S = 5.0  # a policy still open this long after a write: write the file again
 
 
@@ -147,8 +151,7 @@ class Provisioner:
     def _ensure_container(
         self, unit: Unit, limits: gc.PlanLimits, files: dict[str, str | bytes]
     ) -> Container:
-        files = {**files, "openclaw.json": self._config(unit)}
-        archive = gc.state_archive(files)
+        archive = gc.state_archive({**files, gc.CONFIG_FILE: self._config(unit)})
         labels = {LABEL: unit.name, "openclaw-saas.kind": unit.kind}
         try:
             container = self._client.containers.get(unit.name)
@@ -174,7 +177,9 @@ class Provisioner:
             log.info("created gateway container %s (%s)", unit.name, unit.kind)
         else:
             self._resize(container, limits)
-            container.put_archive(gc.STATE_DIR, archive)  # hot-reloaded by the gateway
+            container.put_archive(gc.STATE_DIR, gc.state_archive(files))
+            container.reload()
+            self._write_config(container, unit)
         container.reload()
         if container.status != "running":
             container.start()
@@ -284,8 +289,24 @@ class Provisioner:
         raise RetryableError(f"gateway {unit.name} not ready in time")
 
     def _write_config(self, container: Container, unit: Unit) -> None:
-        config = gc.state_archive({"openclaw.json": self._config(unit)})
-        container.put_archive(gc.STATE_DIR, config)  # hot-reloaded by the gateway
+        """Write openclaw.json; a running gateway hot-reloads it.
+
+        In place, into the same inode: the gateway watches the file itself (chokidar), and
+        a file replaced under it, as an archive extraction does, can end the watch, so a
+        later change went unnoticed (measured: the pool's policy write never reloaded).
+        The archive lands beside it and the gateway's own Node copies it over."""
+        config = self._config(unit)
+        if container.status != "running":  # read at start-up
+            container.put_archive(gc.STATE_DIR, gc.state_archive({gc.CONFIG_FILE: config}))
+            return
+        container.put_archive(gc.STATE_DIR, gc.state_archive({gc.CONFIG_NEXT: config}))
+        result = container.exec_run(
+            ["node", "-e", COPY_IN_PLACE, f"{gc.STATE_DIR}/{gc.CONFIG_NEXT}", gc.CONFIG_PATH],
+            user=str(gc.GATEWAY_UID),
+        )
+        if result.exit_code != 0:
+            out = bytes(result.output or b"").decode(errors="replace")[:200]
+            raise RetryableError(f"gateway {unit.name}: config write failed: {out}")
 
     def _verify_policy(self, unit: Unit, container: Container) -> None:
         """Until the live policy refuses every probed tool (bounded: a hot reload takes about
@@ -299,15 +320,24 @@ class Provisioner:
             return  # no agent serves here, so there is nothing to probe and no traffic
         started = time.monotonic()
         rewritten = started
+        reading: policy_check.PolicyReading | None = None
         while True:
-            reading = policy_check.read_policy(unit.base_url, unit.token.value, agents)
+            try:
+                reading = policy_check.read_policy(unit.base_url, unit.token.value, agents)
+            except RetryableError as err:  # no verdict (the gateway restarting): poll on
+                log.info("gateway %s: tool policy probe: %s", unit.name, err)
+                reading = None
             now = time.monotonic()
-            if reading.ok or now - started >= self._settings.gateway_policy_timeout_s:
+            if (
+                reading is not None and reading.ok
+            ) or now - started >= self._settings.gateway_policy_timeout_s:
                 break
             if now - rewritten >= REWRITE_AFTER_S:
                 self._write_config(container, unit)
                 rewritten = now
             time.sleep(0.5)
+        if reading is None:
+            raise RetryableError(f"gateway {unit.name}: tool policy gave no verdict in time")
         GATEWAY_TOOL_POLICY.labels(unit.name).set(1 if reading.ok else 0)
         if reading.ok:
             self.off_policy.discard(unit.name)

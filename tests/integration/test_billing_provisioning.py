@@ -329,16 +329,15 @@ async def _a_pool_on_the_open_policy_is_converged(
         billing["engine"],
         units,
     )
-    legacy = gc.state_archive({"openclaw.json": open_policy._config(unit)})
 
     written = [0.0]
 
     async def open_live() -> PolicyReading | None:
-        # The gateway drops a write made before its config watcher is up (it answers
-        # /readyz earlier), so the file is written again every few seconds; a reading
-        # taken while the reload lands is partial, so wait for the whole open policy.
+        # Written in place as the provisioner does, again every few seconds (a write before
+        # the gateway's watcher is up is not seen); a reading taken while the reload lands
+        # is partial, so wait for the whole open policy.
         if time.monotonic() - written[0] > 5:
-            await asyncio.to_thread(pool.put_archive, gc.STATE_DIR, legacy)
+            await asyncio.to_thread(open_policy._write_config, pool, unit)
             written[0] = time.monotonic()
         got = await reading(False)
         full = got is not None and all(f"{a}/sessions_list" in got.reachable for a in agents)
