@@ -38,13 +38,13 @@ from common.breaker import DlqBreaker
 from common.consumer import Event, dead_letter
 from common.failure import BACKOFF, Outcome, StageFailures
 from common.kafka import RawEventSink
+from common.retry import Clock, SystemClock
 from common.topics import Topic
 from streams.topics import to_event
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
-Sleep = Callable[[float], Awaitable[None]]
 #: Called once with the reason when a stage's dead-letter breaker trips.
 OnTrip = Callable[[str], None]
 
@@ -65,13 +65,13 @@ class Boundary:
         producer: Producer,
         *,
         retry_cap_s: float = 30.0,
-        sleep: Sleep = asyncio.sleep,
+        clock: Clock | None = None,
         breaker: DlqBreaker | None = None,
         on_trip: OnTrip | None = None,
     ) -> None:
         self.stage = stage
         self._producer = producer
-        self._sleep = sleep
+        self._sleep = (clock or SystemClock()).sleep
         self._failures = StageFailures(
             stage, breaker=breaker, on_trip=on_trip, backoff=replace(BACKOFF, cap_s=retry_cap_s)
         )

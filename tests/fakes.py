@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -114,13 +115,23 @@ class FakeProducer:
 
 
 class RecordingSleep:
-    """Stands in for asyncio.sleep: returns at once, remembers the delays."""
+    """A `common.retry.Clock` (and a stand-in for asyncio.sleep) whose sleeps return at
+    once and are remembered in `delays`; its time is the real one."""
 
     def __init__(self) -> None:
         self.delays: list[float] = []
 
-    async def __call__(self, delay: float) -> None:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, delay: float) -> None:
         self.delays.append(delay)
+
+    async def __call__(self, delay: float) -> None:
+        await self.sleep(delay)
 
 
 @dataclass

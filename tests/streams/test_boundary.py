@@ -19,7 +19,7 @@ from tests.streams.streams_fakes import inbound_event
 
 async def test_any_exception_is_retried_until_the_handler_succeeds() -> None:
     sleep = RecordingSleep()
-    boundary = Boundary("stage", FakeProducer(), sleep=sleep)
+    boundary = Boundary("stage", FakeProducer(), clock=sleep)
     calls = 0
 
     async def flaky(_: Event) -> None:
@@ -38,7 +38,7 @@ async def test_any_exception_is_retried_until_the_handler_succeeds() -> None:
 
 async def test_an_unencodable_output_is_dead_lettered_not_retried() -> None:
     producer = FakeProducer()
-    boundary = Boundary("stage", producer, sleep=RecordingSleep())
+    boundary = Boundary("stage", producer, clock=RecordingSleep())
 
     async def bad_output(_: Event) -> None:
         raise codec.CodecError("record does not match usage_record")
@@ -50,7 +50,7 @@ async def test_an_unencodable_output_is_dead_lettered_not_retried() -> None:
 
 async def test_a_topic_without_dead_letter_topic_only_counts() -> None:
     producer = FakeProducer()
-    boundary = Boundary("stage", producer, sleep=RecordingSleep())
+    boundary = Boundary("stage", producer, clock=RecordingSleep())
     event = Event(Topic.USAGE_DLQ, 0, 0, b"k", b"")  # only dead-letter topics have none
 
     async def invalid(_: Event) -> None:
@@ -63,11 +63,12 @@ async def test_a_topic_without_dead_letter_topic_only_counts() -> None:
 async def test_cancellation_ends_the_retries() -> None:
     started = asyncio.Event()
 
-    async def sleep(_: float) -> None:
-        started.set()
-        await asyncio.Event().wait()  # until cancelled
+    class Stuck(RecordingSleep):
+        async def sleep(self, delay: float) -> None:
+            started.set()
+            await asyncio.Event().wait()  # until cancelled
 
-    boundary = Boundary("stage", FakeProducer(), sleep=sleep)
+    boundary = Boundary("stage", FakeProducer(), clock=Stuck())
 
     async def down(_: Event) -> None:
         raise ConnectionError("down")
@@ -137,7 +138,7 @@ async def test_a_stream_that_ends_or_fails_ends_the_batches() -> None:
 
 async def test_an_invalid_usage_record_goes_to_its_dead_letter_topic() -> None:
     producer = FakeProducer()
-    boundary = Boundary("stage", producer, sleep=RecordingSleep())
+    boundary = Boundary("stage", producer, clock=RecordingSleep())
     event = Event(Topic.USAGE, 0, 7, b"k", b"raw")
 
     async def invalid(_: Event) -> None:
@@ -150,7 +151,7 @@ async def test_an_invalid_usage_record_goes_to_its_dead_letter_topic() -> None:
 
 async def test_a_stage_that_dead_letters_most_events_trips_and_stops() -> None:
     producer = FakeProducer()
-    boundary = Boundary("stage", producer, sleep=RecordingSleep())  # DlqBreaker's defaults
+    boundary = Boundary("stage", producer, clock=RecordingSleep())  # DlqBreaker's defaults
     handled: list[int] = []
 
     async def invalid(event: Event) -> None:

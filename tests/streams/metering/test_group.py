@@ -75,7 +75,7 @@ class Rig:
         self.held: FakeHeldQueue = FakeHeldQueue()
         self.durable = Durable(self.producer)
         self.sleep = RecordingSleep()
-        self.boundary = Boundary("metering", self.producer, sleep=self.sleep)
+        self.boundary = Boundary("metering", self.producer, clock=self.sleep)
         self.metering = self.restart()
 
     def restart(self) -> Metering:

@@ -47,7 +47,7 @@ class Rig:
             refresh=self.directory.reload,
             clock=DateClock(lambda: NOW),
         )
-        self.boundary = Boundary("metering", self.producer, sleep=self.sleep)
+        self.boundary = Boundary("metering", self.producer, clock=self.sleep)
         self.requests = 0
 
     async def feed(self, *events: Event) -> list[str]:

@@ -109,7 +109,7 @@ class Model:
         self.metering = Metering(
             self.directory, self.table, self.producer, self.held, clock=DateClock(lambda: NOW)
         )
-        self.boundary = Boundary("metering", self.producer, sleep=RecordingSleep())
+        self.boundary = Boundary("metering", self.producer, clock=RecordingSleep())
         self.sent: list[str] = []
         self.requests = 0
 

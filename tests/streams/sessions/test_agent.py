@@ -94,7 +94,7 @@ class Rig:
         self.producer = FakeProducer()
         self.sleep = RecordingSleep()
         self.sync = SessionSync(self.store)
-        self.boundary = Boundary("session-sync", self.producer, sleep=self.sleep)
+        self.boundary = Boundary("session-sync", self.producer, clock=self.sleep)
 
     async def feed(self, records: list[dict[str, Any]]) -> list[str]:
         return [

@@ -60,7 +60,7 @@ def usage_event(offset: int, usage_id: str) -> Event:
 
 def rig() -> tuple[FakeUsage, UsageSink, Boundary, RecordingSleep]:
     store, sleep = FakeUsage(), RecordingSleep()
-    return store, UsageSink(store), Boundary("usage-sink", FakeProducer(), sleep=sleep), sleep
+    return store, UsageSink(store), Boundary("usage-sink", FakeProducer(), clock=sleep), sleep
 
 
 async def test_a_batch_is_one_store_call_and_an_undecodable_record_is_set_aside() -> None:
