@@ -25,6 +25,7 @@ from control.processes import ServiceGroup
 from control.tenants import NewTenant, create_tenant
 from control.whatsapp import WhatsAppNumber, bind_whatsapp
 from devstack import Stack
+from devstack import telegram_payloads as tg_payloads
 from devstack._proc import free_port
 from devstack.graph_api import GraphApiStandIn
 from devstack.smtp_relay import RelaySink
@@ -142,7 +143,7 @@ class ChaosWorld:
         assert settings is not None
         far = self.far
         gateway, gateway_token = f"t{i:03d}", f"gw-{secrets.token_urlsafe(18)}"
-        bot_token = f"{secrets.randbelow(10**9) + 10**9}:{secrets.token_urlsafe(26)[:35]}"
+        bot_token = tg_payloads.bot_token()
         far.telegram.register_bot(bot_token)
         number = WhatsAppNumber(
             phone_number_id=str(10**14 + secrets.randbelow(10**14)),

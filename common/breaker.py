@@ -28,6 +28,10 @@ class DlqBreaker:
         if dead_lettered:
             self.last_reason = reason
 
+    def record_ok(self, count: int) -> None:
+        """`count` events that were not dead-lettered (a batch that succeeded)."""
+        self._outcomes.extend([False] * min(count, self._outcomes.maxlen or count))
+
     @property
     def share(self) -> float:
         return sum(self._outcomes) / len(self._outcomes) if self._outcomes else 0.0

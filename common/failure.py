@@ -157,8 +157,7 @@ class StageFailures:
         """`count` events were handled (one by one or together) and succeeded."""
         if count:
             self._ok.inc(count)
-        for _ in range(count):
-            self.breaker.record(False)
+            self.breaker.record_ok(count)
 
     def dead_lettered(self, reason: str) -> None:
         """One event was dead-lettered with `reason`; trips the stage when it should."""

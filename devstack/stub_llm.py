@@ -27,12 +27,11 @@ from typing import Any
 
 from devstack import stub_tools
 from devstack._proc import LOOPBACK, Managed
-from devstack.stub_tools import ToolScript
+from devstack.stub_tools import INTERNAL, ToolScript, text_of
 
 PROMPT_TOKENS = 11
 COMPLETION_TOKENS = 7
 _STAMP = re.compile(r"^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [^\]\n]*\] ")
-_INTERNAL = "<<<BEGIN_OPENCLAW_INTERNAL"
 REQUESTS_KEPT = 64  # request bodies kept for tests (each carries a ~40 KB system prompt)
 
 
@@ -51,22 +50,14 @@ class StubBehaviour:
     tool_script: ToolScript | None = None
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
-
-
 def user_texts(body: dict[str, Any]) -> list[str]:
     """The user turns of a chat request, with OpenClaw's envelope removed."""
     texts = []
     for message in body.get("messages") or []:
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
-        text = _text_of(message.get("content"))
-        if text.startswith(_INTERNAL):
+        text = text_of(message.get("content"))
+        if text.startswith(INTERNAL):
             continue
         text = text.split("\n\nRuntime:", 1)[0]
         texts.append(_STAMP.sub("", text, count=1))

@@ -36,7 +36,8 @@ class ToolScript:
     steps: tuple[ToolStep, ...]
 
 
-def _text(content: Any) -> str:
+def text_of(content: Any) -> str:
+    """The text of a chat message's `content` (a string, or a list of text parts)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -57,7 +58,7 @@ def _turn_start(messages: Sequence[Mapping[str, Any]], trigger: str) -> int | No
     for i in range(len(messages) - 1, -1, -1):
         if messages[i].get("role") != "user":
             continue
-        text = _text(messages[i].get("content"))
+        text = text_of(messages[i].get("content"))
         if text.startswith(INTERNAL):
             continue
         return i if trigger in text else None
@@ -70,7 +71,7 @@ def turn_results(body: Mapping[str, Any], trigger: str) -> list[str] | None:
     start = _turn_start(messages, trigger)
     if start is None:
         return None
-    return [_text(m.get("content")) for m in messages[start + 1 :] if m.get("role") == "tool"]
+    return [text_of(m.get("content")) for m in messages[start + 1 :] if m.get("role") == "tool"]
 
 
 def next_step(body: Mapping[str, Any], script: ToolScript) -> tuple[int, ToolStep] | None:

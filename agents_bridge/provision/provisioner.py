@@ -178,7 +178,6 @@ class Provisioner:
         else:
             self._resize(container, limits)
             container.put_archive(gc.STATE_DIR, gc.state_archive(files))
-            container.reload()
             self._write_config(container, unit)
         container.reload()
         if container.status != "running":
@@ -315,7 +314,9 @@ class Provisioner:
         call retries."""
         assert unit.base_url is not None
         members = self._units.members(unit.name)
-        agents = [m.agent_id for m in members if m.enabled]
+        # The policy is the gateway's (no agent entry carries tools of its own), so one
+        # serving agent reads it back; probing all of a pool's would multiply the calls.
+        agents = [m.agent_id for m in members if m.enabled][:1]
         if not agents:
             return  # no agent serves here, so there is nothing to probe and no traffic
         started = time.monotonic()

@@ -35,3 +35,14 @@ def test_exactly_at_the_ratio_does_not_trip() -> None:
 def test_bad_ratio_is_refused() -> None:
     with pytest.raises(ValueError):
         DlqBreaker(ratio=0)
+
+
+def test_a_batch_of_successes_counts_like_as_many_single_ones() -> None:
+    one_by_one, batched = DlqBreaker(window=10, min_events=5), DlqBreaker(window=10, min_events=5)
+    for _ in range(12):
+        one_by_one.record(False)
+    batched.record_ok(12)
+    for breaker in (one_by_one, batched):
+        breaker.record(True, "bad")
+        assert breaker.share == 0.1
+        assert not breaker.tripped

@@ -28,6 +28,7 @@ from common.settings import Secret, Settings
 from control.processes import ServiceGroup
 from control.tenants import NewTenant, create_tenant
 from control.whatsapp import WhatsAppNumber, bind_whatsapp
+from devstack import telegram_payloads as tg_payloads
 from devstack._proc import free_port
 from devstack.graph_api import GraphApiStandIn
 from devstack.telegram_api import TelegramApiStandIn
@@ -84,7 +85,7 @@ def party(
     ingress: str,
     name: str,
 ) -> Party:
-    bot_token = f"{secrets.randbelow(10**9) + 10**9}:{secrets.token_urlsafe(26)[:35]}"
+    bot_token = tg_payloads.bot_token()
     telegram.register_bot(bot_token)
     gateway_token = f"gw-{name}-{secrets.token_urlsafe(18)}"
     created = create_tenant(
@@ -160,16 +161,7 @@ async def isolation_run(settings: Settings, tmp_path: Path) -> AsyncIterator[Run
 
 
 def update(update_id: int, chat_id: int, text: str) -> dict[str, Any]:
-    return {
-        "update_id": update_id,
-        "message": {
-            "message_id": update_id,
-            "date": int(time.time()),
-            "text": text,
-            "from": {"id": chat_id, "is_bot": False, "first_name": "U"},
-            "chat": {"id": chat_id, "type": "private", "first_name": "U"},
-        },
-    }
+    return tg_payloads.update(update_id, chat_id, text, date=int(time.time()))
 
 
 async def post(

@@ -32,6 +32,7 @@ from common.settings import Settings
 from control.processes import ServiceGroup
 from control.tenants import NewTenant, create_tenant
 from devstack import Stack
+from devstack import telegram_payloads as tg_payloads
 from devstack._proc import http_request
 from devstack.openclaw import OpenClawGateway
 from devstack.stub_llm import StubLLM
@@ -152,12 +153,6 @@ def test_the_policy_it_replaced_leaks(runs: dict[str, dict[str, Any]], attacker:
     assert "tenant-a/sessions_list" in run["policy"].reachable
 
 
-def _update(update_id: int, chat_id: int, text: str) -> dict[str, Any]:
-    chat = {"id": chat_id, "type": "private", "first_name": "U"}
-    message = {"message_id": update_id, "date": 1795360321, "text": text, "chat": chat}
-    return {"update_id": update_id, "message": {**message, "from": {**chat, "is_bot": False}}}
-
-
 async def test_the_attack_through_the_product(
     settings: Settings, stack: Stack, tmp_path: Path
 ) -> None:
@@ -171,7 +166,7 @@ async def test_the_attack_through_the_product(
     )
     bots = {}
     for name, agent in (("alpha", "tenant-a"), ("bravo", "tenant-b")):
-        token = f"{secrets.randbelow(10**9) + 10**9}:{secrets.token_urlsafe(26)[:35]}"
+        token = tg_payloads.bot_token()
         telegram.register_bot(token)
         bots[name] = create_tenant(
             settings,
@@ -200,7 +195,7 @@ async def test_the_attack_through_the_product(
                 tg = bots[bot]["telegram"]
                 resp = await http.post(
                     f"{ingress}/webhooks/telegram/{tg['bot_id']}",
-                    json=_update(secrets.randbelow(10**6), chat, text),
+                    json=tg_payloads.update(secrets.randbelow(10**6), chat, text),
                     headers={"X-Telegram-Bot-Api-Secret-Token": tg["secret_token"]},
                 )
                 assert resp.status == 200, await resp.text()

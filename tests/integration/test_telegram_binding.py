@@ -27,6 +27,7 @@ from common.secrets import token_hash
 from common.settings import Settings
 from control.tenants import NewTenant, create_tenant
 from devstack import Stack
+from devstack import telegram_payloads as tg_payloads
 from devstack.telegram_api import TelegramApiStandIn
 
 pytestmark = pytest.mark.integration
@@ -38,10 +39,6 @@ class Cli:
     code: int
     out: dict[str, Any]
     err: str
-
-
-def _bot_token() -> str:
-    return f"{secrets.randbelow(10**9) + 10**9}:{secrets.token_urlsafe(26)[:35]}"
 
 
 async def _cli(settings: Settings, *args: str) -> Cli:
@@ -101,7 +98,7 @@ async def test_tenant_create_sets_the_webhook_and_unbind_deletes_it(
     telegram: tuple[TelegramApiStandIn, Settings], stack: Stack
 ) -> None:
     api, settings = telegram
-    token = _bot_token()
+    token = tg_payloads.bot_token()
     api.register_bot(token)
     created = await _create(settings, stack, token)
     assert created.code == 0, created.err
@@ -140,7 +137,7 @@ async def test_a_failed_set_webhook_keeps_the_tenant_and_set_webhook_recovers(
     telegram: tuple[TelegramApiStandIn, Settings], stack: Stack
 ) -> None:
     api, settings = telegram
-    token = _bot_token()  # not registered yet: the stand-in answers 401
+    token = tg_payloads.bot_token()  # not registered yet: the stand-in answers 401
     created = await _create(settings, stack, token)
     assert created.code == 3
     tg = created.out["telegram"]
@@ -165,7 +162,7 @@ async def test_no_webhook_flag_skips_telegram(
     telegram: tuple[TelegramApiStandIn, Settings], stack: Stack
 ) -> None:
     api, settings = telegram
-    created = await _create(settings, stack, _bot_token(), "--no-webhook")
+    created = await _create(settings, stack, tg_payloads.bot_token(), "--no-webhook")
     assert created.code == 0, created.err
     assert "webhook_set" not in created.out["telegram"]
     assert api.calls == [] and api.failures == []

@@ -8,7 +8,6 @@ session-sync leaves the session with both messages and their token counts in Pos
 from __future__ import annotations
 
 import asyncio
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from common.settings import Settings
 from control.processes import ServiceGroup
 from control.tenants import NewTenant, create_tenant
 from devstack import Stack
+from devstack import telegram_payloads as tg_payloads
 from devstack.probes import eventually
 from devstack.telegram_api import TelegramApiStandIn
 
@@ -28,15 +28,11 @@ pytestmark = pytest.mark.integration
 SERVICES = ("ingress", "streams", "forwarder", "delivery")
 
 
-def _bot_token() -> str:
-    return f"{secrets.randbelow(10**9) + 10**9}:{secrets.token_urlsafe(26)[:35]}"
-
-
 def _tenant(
     settings: Settings, stack: Stack, telegram: TelegramApiStandIn, name: str, agent: str
 ) -> dict[str, Any]:
     assert stack.gateway is not None
-    token = _bot_token()
+    token = tg_payloads.bot_token()
     telegram.register_bot(token)
     created = create_tenant(
         settings,
@@ -51,19 +47,6 @@ def _tenant(
         ),
     )
     return {**created, "bot_token": token}
-
-
-def _update(update_id: int, chat_id: int, text: str) -> dict[str, Any]:
-    return {
-        "update_id": update_id,
-        "message": {
-            "message_id": update_id,
-            "date": 1795360321,
-            "text": text,
-            "from": {"id": chat_id, "is_bot": False, "first_name": "U"},
-            "chat": {"id": chat_id, "type": "private", "first_name": "U"},
-        },
-    }
 
 
 async def _rows(settings: Settings, sql: str, *params: Any) -> list[dict[str, Any]]:
@@ -89,7 +72,7 @@ async def test_two_tenants_round_trip(settings: Settings, stack: Stack, tmp_path
                 tg = tenant["telegram"]
                 resp = await http.post(
                     f"{ingress}/webhooks/telegram/{tg['bot_id']}",
-                    json=_update(1, chat, text),
+                    json=tg_payloads.update(1, chat, text),
                     headers={"X-Telegram-Bot-Api-Secret-Token": tg["secret_token"]},
                 )
                 assert resp.status == 200, await resp.text()

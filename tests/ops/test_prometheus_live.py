@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from common.settings import Settings
 from control.processes import ServiceGroup
 from control.tenants import NewTenant, create_tenant
 from devstack import Stack
+from devstack import telegram_payloads as tg_payloads
 from devstack._proc import free_port
 from devstack.probes import eventually
 from devstack.telegram_api import ApiCall, TelegramApiStandIn
@@ -75,7 +75,7 @@ def _sum(prom: PrometheusServer, selector: str, job: str) -> float:
 
 def _tenant(settings: Settings, stack: Stack, telegram: TelegramApiStandIn) -> dict[str, Any]:
     assert stack.gateway is not None
-    token = f"{secrets.randbelow(10**9) + 10**9}:{secrets.token_urlsafe(26)[:35]}"
+    token = tg_payloads.bot_token()
     telegram.register_bot(token)
     return create_tenant(
         settings,
